@@ -1,0 +1,78 @@
+//! evloop: an async/await runtime on a hand-written reactor (epoll on Linux, kqueue on macOS and the
+//! BSDs), with a libevent-style callback API on the same loop.
+//!
+//! # A short tour
+//!
+//! [`block_on`] runs a future, the tasks it [`spawn`]s, the reactor and the timers on the current thread:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! evloop::block_on(async {
+//!     // Tasks run concurrently with the main future; their handles are futures of their output.
+//!     let slow = evloop::spawn(async {
+//!         evloop::time::sleep(Duration::from_millis(20)).await;
+//!         "slow"
+//!     });
+//!     let fast = evloop::spawn(async { "fast" });
+//!     assert_eq!(fast.await.unwrap(), "fast");
+//!     assert_eq!(slow.await.unwrap(), "slow");
+//!
+//!     // A future can be given a deadline.
+//!     let never = std::future::pending::<()>();
+//!     assert!(evloop::time::timeout(Duration::from_millis(5), never).await.is_err());
+//! });
+//! ```
+//!
+//! A task that panics does not take the runtime down: its [`JoinHandle`](task::JoinHandle) reports the
+//! panic, and every other task carries on.
+//!
+//! ```
+//! evloop::block_on(async {
+//!     let bad = evloop::spawn(async { panic!("boom") });
+//!     assert!(bad.await.unwrap_err().is_panic());
+//! });
+//! ```
+//!
+//! Any file descriptor can be driven by the reactor through [`Async`](io::Async): here a pipe, whose read
+//! end wakes the task once the other end is written.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//!
+//! evloop::block_on(async {
+//!     let (a, mut b) = UnixStream::pair()?;
+//!     let a = evloop::io::Async::new(a)?;
+//!     b.write_all(b"ping")?;
+//!     let mut buf = [0; 4];
+//!     let n = a.read_with(|mut s| s.read(&mut buf)).await?;
+//!     assert_eq!(&buf[..n], b"ping");
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! | concept | file |
+//! |---|---|
+//! | OS backends and their contract | `src/sys/mod.rs`, `src/sys/epoll.rs`, `src/sys/kqueue.rs` |
+//! | registrations, readiness, wakers, the poll step | `src/reactor.rs` |
+//! | `block_on`, `spawn`, the run loop, the thread-local context | `src/executor/mod.rs`, `src/executor/context.rs` |
+//! | `JoinHandle`, `JoinError`, `yield_now` | `src/task.rs` |
+//! | timing wheel; `sleep`, `interval`, `timeout` | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs` |
+//! | `Async<T>` for any file descriptor | `src/io.rs` |
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod executor;
+pub mod io;
+mod reactor;
+mod sys;
+pub mod task;
+pub mod time;
+
+pub use executor::{block_on, spawn, spawn_local, Runtime, EVENT_INTERVAL};
+pub use io::Async;

@@ -1,0 +1,459 @@
+//! The reactor: file descriptors registered with the OS poller, their readiness, the wakers waiting on
+//! them, and the timers, all driven by one `poll` call.
+//!
+//! Every source is registered once, for both directions, edge-triggered: the kernel reports each new
+//! readiness once, the reactor remembers it in the source's `state`, and a task clears it only when the
+//! operation it tried proves the fd drained (`EAGAIN`, or a stream read that returned fewer bytes than
+//! asked). So waiting to read or to write never costs an `epoll_ctl`, and a ready socket costs exactly the
+//! one read that consumes it.
+//!
+//! Stale readiness is defeated with ticks: every `poll` increments the reactor's tick and stamps it into
+//! the state of each source it updates. A task that observed readiness at tick *t* may clear it only if the
+//! state still carries *t*; a newer event keeps it set.
+
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use slab::Slab;
+
+use crate::sys::{self, Events, Interest, Poller};
+use crate::time::wheel::{TimerKey, TimerWheel};
+
+/// Readiness bits kept in `Source::state` (below the tick).
+const READABLE: usize = 1 << 0;
+const WRITABLE: usize = 1 << 1;
+const READ_CLOSED: usize = 1 << 2;
+const WRITE_CLOSED: usize = 1 << 3;
+const ERROR: usize = 1 << 4;
+/// The tick lives above the readiness bits.
+const TICK_SHIFT: u32 = 16;
+const BITS_MASK: usize = (1 << TICK_SHIFT) - 1;
+
+/// A registration key is a slab index plus a generation in the upper half, so that an event still in
+/// flight for a closed source can never be taken for the new source that reused its slot.
+const INDEX_BITS: u32 = usize::BITS / 2;
+const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+
+/// How many events one wait can return.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Which way a task wants to move data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read = 0,
+    Write = 1,
+}
+
+impl Direction {
+    /// The state bits that make an operation in this direction worth trying.
+    fn mask(self) -> usize {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED | ERROR,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
+        }
+    }
+
+    /// The bit an operation may clear once it proves the fd drained (closed and error bits are final).
+    fn clearable(self) -> usize {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// What a task observed when it found a source ready: passed back to `clear_readiness`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadyEvent {
+    direction: Direction,
+    /// The whole state word as observed, tick included.
+    state: usize,
+}
+
+impl ReadyEvent {
+    /// The peer closed this direction (or the socket failed): further reads return EOF or an error.
+    pub(crate) fn is_closed(&self) -> bool {
+        let closed = match self.direction {
+            Direction::Read => READ_CLOSED,
+            Direction::Write => WRITE_CLOSED,
+        };
+        self.state & (closed | ERROR) != 0
+    }
+}
+
+/// The reactor of one runtime. Shared (`Arc`) by the runtime, its I/O objects and its timers; every
+/// method may be called from any thread.
+pub(crate) struct Reactor {
+    /// The OS poller.
+    poller: Poller,
+    /// Registered sources by slab index; looked up once per event.
+    sources: Mutex<Slab<Arc<Source>>>,
+    /// Counts registrations, to give each key a fresh generation.
+    generation: AtomicUsize,
+    /// The event buffer, and the right to poll: one thread polls at a time.
+    events: Mutex<Events>,
+    /// Incremented by every poll and stamped into the state of the sources it updates.
+    tick: AtomicUsize,
+    /// Pending timers.
+    timers: Mutex<TimerWheel>,
+    /// True while a thread is inside `poll`, so a timer armed from another thread must `notify` to have
+    /// the poller re-read its deadline.
+    polling: AtomicBool,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poller: Poller::new()?,
+            sources: Mutex::new(Slab::new()),
+            generation: AtomicUsize::new(0),
+            events: Mutex::new(Events::with_capacity(EVENTS_CAPACITY)),
+            tick: AtomicUsize::new(0),
+            timers: Mutex::new(TimerWheel::new(Instant::now())),
+            polling: AtomicBool::new(false),
+        })
+    }
+
+    /// Registers `fd` for both directions, edge-triggered.
+    ///
+    /// # Errors
+    /// Fails if `fd` is invalid, already registered with this reactor, or of a kind the poller cannot
+    /// watch (a regular file); the message says which.
+    pub(crate) fn register(self: &Arc<Self>, fd: RawFd) -> io::Result<Arc<Source>> {
+        self.register_with(fd, Interest::BOTH_EDGE)
+    }
+
+    /// Registers `fd` with an explicit interest; the callback API uses this for level-triggered events.
+    ///
+    /// # Errors
+    /// As [`register`](Self::register).
+    pub(crate) fn register_with(&self, fd: RawFd, interest: Interest) -> io::Result<Arc<Source>> {
+        let mut sources = lock(&self.sources);
+        let entry = sources.vacant_entry();
+        let index = entry.key();
+        if index > INDEX_MASK {
+            return Err(io::Error::other("too many sources registered with one evloop reactor"));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) & INDEX_MASK;
+        let key = index | (generation << INDEX_BITS);
+        self.poller
+            .add(fd, key, interest)
+            .map_err(|e| register_error(fd, e))?;
+        let source = Arc::new(Source {
+            fd,
+            key,
+            state: AtomicUsize::new(0),
+            wakers: Mutex::new([Vec::new(), Vec::new()]),
+        });
+        entry.insert(source.clone());
+        Ok(source)
+    }
+
+    /// Changes what a registered source is watched for (costs one `epoll_ctl`).
+    pub(crate) fn reregister(&self, source: &Source, interest: Interest) -> io::Result<()> {
+        self.poller.modify(source.fd, source.key, interest)
+    }
+
+    /// Removes `source` from the poller and the table. Call it before the fd is closed.
+    pub(crate) fn deregister(&self, source: &Source) -> io::Result<()> {
+        let mut sources = lock(&self.sources);
+        let index = source.key & INDEX_MASK;
+        if sources.get(index).is_some_and(|s| s.key == source.key) {
+            sources.remove(index);
+        }
+        drop(sources);
+        self.poller.delete(source.fd)
+    }
+
+    /// Wakes the thread blocked in `poll`, from any thread.
+    pub(crate) fn notify(&self) {
+        // An eventfd write fails only if the descriptor is gone, and then there is no one to wake.
+        let _ = self.poller.notify();
+    }
+
+    /// Waits for I/O events and due timers, then wakes the tasks that wait on them.
+    ///
+    /// With `block` false, or when a timer is already due, it only collects what is ready now. Returns
+    /// how many wakers it woke. Only one thread polls at a time: if another one is polling, returns 0 at
+    /// once.
+    pub(crate) fn poll(&self, block: bool) -> io::Result<usize> {
+        let Ok(mut events) = self.events.try_lock() else {
+            return Ok(0);
+        };
+        let mut wakers = Vec::new();
+        // SeqCst pairs with the load in `insert_timer`: either that thread sees `polling`, or this one
+        // sees its timer when it computes the deadline below.
+        self.polling.store(true, Ordering::SeqCst);
+        let now = Instant::now();
+        let next_timer = {
+            let mut timers = lock(&self.timers);
+            timers.process(now, &mut wakers);
+            timers.next_deadline()
+        };
+        let deadline = if !block || !wakers.is_empty() {
+            Some(now)
+        } else {
+            next_timer
+        };
+        let result = self.poller.wait(&mut events, deadline);
+        self.polling.store(false, Ordering::SeqCst);
+        result?;
+
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        {
+            let sources = lock(&self.sources);
+            for ev in events.iter() {
+                let Some(source) = sources.get(ev.key & INDEX_MASK) else {
+                    continue;
+                };
+                if source.key != ev.key {
+                    continue; // a stale event for a source that is gone
+                }
+                let mut bits = 0;
+                if ev.readable {
+                    bits |= READABLE;
+                }
+                if ev.writable {
+                    bits |= WRITABLE;
+                }
+                if ev.read_closed {
+                    bits |= READ_CLOSED;
+                }
+                if ev.write_closed {
+                    bits |= WRITE_CLOSED;
+                }
+                if ev.error {
+                    bits |= ERROR;
+                }
+                source.set_readiness(bits, tick, &mut wakers);
+            }
+        }
+        if deadline != Some(now) && next_timer.is_some() {
+            lock(&self.timers).process(Instant::now(), &mut wakers);
+        }
+        drop(events);
+
+        // Wake outside every lock: a waker may run arbitrary code, even re-enter the reactor.
+        let n = wakers.len();
+        for w in wakers {
+            w.wake();
+        }
+        Ok(n)
+    }
+
+    /// Arms a timer; the waker is woken once `deadline` has passed.
+    pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let key = lock(&self.timers).insert(deadline, waker.clone());
+        if self.polling.load(Ordering::SeqCst) {
+            // Another thread is blocked with a deadline computed before this timer existed.
+            self.notify();
+        }
+        key
+    }
+
+    /// Points a pending timer at a new waker. Returns false if it has fired (or was removed).
+    pub(crate) fn update_timer_waker(&self, key: TimerKey, waker: &Waker) -> bool {
+        lock(&self.timers).set_waker(key, waker)
+    }
+
+    /// Moves a pending timer. Returns false if it has fired (or was removed).
+    pub(crate) fn reset_timer(&self, key: TimerKey, deadline: Instant) -> bool {
+        let moved = lock(&self.timers).reset(key, deadline);
+        if moved && self.polling.load(Ordering::SeqCst) {
+            self.notify();
+        }
+        moved
+    }
+
+    /// Cancels a timer; a no-op if it has already fired.
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        lock(&self.timers).remove(key);
+    }
+
+    /// How many timers are pending (for tests and statistics).
+    pub(crate) fn timer_count(&self) -> usize {
+        lock(&self.timers).len()
+    }
+
+    /// How many sources are registered (for tests and statistics).
+    pub(crate) fn source_count(&self) -> usize {
+        lock(&self.sources).len()
+    }
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("poller", &self.poller)
+            .field("tick", &self.tick.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Names the fix for the registration failures a user can cause.
+fn register_error(fd: RawFd, e: io::Error) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::EEXIST) => format!(
+            "fd {fd} is already registered with this evloop reactor: wrap each descriptor in only one \
+             I/O object (dup it if two are needed)"
+        ),
+        Some(libc::EBADF) => format!("fd {fd} is not an open file descriptor"),
+        Some(libc::EPERM) => format!(
+            "fd {fd} cannot be polled (regular files and directories are always ready): use blocking \
+             I/O for it"
+        ),
+        _ => format!("registering fd {fd} with the poller failed: {e}"),
+    };
+    io::Error::new(e.kind(), why)
+}
+
+/// Locks a mutex, ignoring poison: the reactor's tables stay consistent across a panicking waker
+/// because wakers are never called under these locks.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One registered file descriptor.
+pub(crate) struct Source {
+    /// The descriptor; owned by the I/O object that registered it, which deregisters before closing it.
+    pub(crate) fd: RawFd,
+    /// Slab index plus generation, as given to the poller.
+    key: usize,
+    /// Readiness bits (low `TICK_SHIFT` bits) and the tick of the poll that last set them.
+    state: AtomicUsize,
+    /// Tasks waiting to read (`[0]`) and to write (`[1]`). Usually one each; several tasks sharing a
+    /// `&TcpStream` may wait on one direction, and all of them are woken.
+    wakers: Mutex<[Vec<Waker>; 2]>,
+}
+
+impl Source {
+    fn set_readiness(&self, bits: usize, tick: usize, wakers: &mut Vec<Waker>) {
+        let tick_bits = (tick << TICK_SHIFT) & !BITS_MASK;
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            let new = tick_bits | (cur & BITS_MASK) | bits;
+            match self
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let mut slots = lock(&self.wakers);
+        if bits & Direction::Read.mask() != 0 {
+            wakers.append(&mut slots[0]);
+        }
+        if bits & Direction::Write.mask() != 0 {
+            wakers.append(&mut slots[1]);
+        }
+    }
+
+    /// Ready if the last event for `dir` has not been cleared; otherwise stores the waker.
+    pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & dir.mask() != 0 {
+            return Poll::Ready(ReadyEvent {
+                direction: dir,
+                state,
+            });
+        }
+        {
+            let mut slots = lock(&self.wakers);
+            let list = &mut slots[dir as usize];
+            if !list.iter().any(|w| w.will_wake(cx.waker())) {
+                list.push(cx.waker().clone());
+            }
+        }
+        // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
+        // event can never slip between the first check and the store.
+        let state = self.state.load(Ordering::Acquire);
+        if state & dir.mask() != 0 {
+            return Poll::Ready(ReadyEvent {
+                direction: dir,
+                state,
+            });
+        }
+        Poll::Pending
+    }
+
+    /// Forgets the readiness observed in `ev`, unless a newer poll has refreshed it meanwhile.
+    pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
+        let clear = ev.direction.clearable();
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if (cur & !BITS_MASK) != (ev.state & !BITS_MASK) {
+                return; // a newer event arrived: keep it
+            }
+            let new = cur & !clear;
+            if new == cur {
+                return;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Runs a non-blocking operation in direction `dir` until it succeeds or fails with something other
+    /// than `WouldBlock`; `WouldBlock` clears the readiness it was tried on and waits for the next event.
+    /// EINTR is retried by `f` itself (through `sys::retry`).
+    pub(crate) fn poll_io<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ev = std::task::ready!(self.poll_ready(dir, cx));
+            match sys::retry(&mut f) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(ev),
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    /// Like `poll_io` for a byte-stream read or write of `len` bytes: a transfer shorter than asked
+    /// proves the socket drained (or its buffer full), so readiness is cleared without the extra syscall
+    /// that would return `EAGAIN`. Only valid for stream sockets and pipes.
+    pub(crate) fn poll_stream_io(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut f: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let ev = std::task::ready!(self.poll_ready(dir, cx));
+            match sys::retry(&mut f) {
+                Ok(n) => {
+                    if n > 0 && n < len && !ev.is_closed() {
+                        self.clear_readiness(ev);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(ev),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("fd", &self.fd)
+            .field("key", &self.key)
+            .field("state", &(self.state.load(Ordering::Relaxed) & BITS_MASK))
+            .finish()
+    }
+}

@@ -1,0 +1,129 @@
+//! The OS poller, one file per backend.
+//!
+//! # Backend contract
+//!
+//! Every backend file defines the same three types with the same inherent methods; `reactor.rs` is written
+//! against this list and nothing else:
+//!
+//! - `Poller`: one kernel event queue (an epoll instance, a kqueue) plus a notifier.
+//!   - `Poller::new() -> io::Result<Poller>`: creates the queue and the notifier, both close-on-exec.
+//!   - `add(fd, key, Interest)`: starts watching `fd`; events come back carrying `key`.
+//!   - `modify(fd, key, Interest)`: changes what is watched.
+//!   - `delete(fd)`: stops watching `fd`; must be called before `fd` is closed.
+//!   - `wait(&mut Events, deadline: Option<Instant>)`: blocks until an event, a `notify`, or the deadline
+//!     (`None`: no deadline; a deadline in the past: do not block). The deadline is honoured to well under
+//!     a millisecond. An interrupted wait (EINTR) returns `Ok` with no events.
+//!   - `notify()`: makes a blocked or the next `wait` return, from any thread. Cheap to call repeatedly.
+//! - `Events`: a reusable buffer of returned events; `Events::with_capacity(n)`, `iter()`, `clear()`.
+//! - `Event`: `key`, and the flags `readable`, `writable`, `read_closed`, `write_closed`, `error`.
+//!   The notifier's own events never reach the caller.
+//!
+//! Registrations use [`Interest`], defined here since it is the same on every backend: which directions to
+//! watch and whether the kernel reports edges (each new readiness once) or levels (as long as it lasts).
+//! The async side registers every source once, for both directions, edge-triggered, so that changing what a
+//! task waits for never costs a syscall; the level-triggered mode serves the callback API's non-`ET` events.
+//!
+//! Syscalls go through [`syscall`], which turns `-1` into `io::Error::last_os_error()`, and [`retry`],
+//! the one place where EINTR is retried.
+
+use std::io;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod epoll;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use epoll::{Events, Poller};
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod kqueue;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) use kqueue::{Event, Events, Poller};
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+compile_error!("evloop supports Linux/Android (epoll) and macOS/iOS/BSD (kqueue) only");
+
+/// What a registration watches, and how the kernel reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Interest {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    /// Report each new readiness once (epoll `EPOLLET`, kqueue `EV_CLEAR`) instead of while it lasts.
+    pub(crate) edge: bool,
+}
+
+impl Interest {
+    /// Both directions, edge-triggered: what every async source uses.
+    pub(crate) const BOTH_EDGE: Interest = Interest {
+        read: true,
+        write: true,
+        edge: true,
+    };
+}
+
+/// Turns a C-style `-1` return into `io::Error::last_os_error()`.
+pub(crate) fn syscall<T: IsMinusOne>(ret: T) -> io::Result<T> {
+    if ret.is_minus_one() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Runs `f` until it fails with something other than EINTR: the one place where EINTR is retried.
+pub(crate) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The integer types syscalls return.
+pub(crate) trait IsMinusOne {
+    fn is_minus_one(&self) -> bool;
+}
+
+macro_rules! impl_is_minus_one {
+    ($($t:ty)*) => {$(
+        impl IsMinusOne for $t {
+            fn is_minus_one(&self) -> bool {
+                *self == -1
+            }
+        }
+    )*};
+}
+impl_is_minus_one! { i32 i64 isize }
+
+/// Puts `fd` in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL takes no pointers; an invalid fd yields EBADF.
+    let flags = syscall(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        syscall(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}

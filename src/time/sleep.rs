@@ -1,0 +1,112 @@
+//! [`Sleep`]: a future that completes at a deadline.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::executor::{current_reactor, no_runtime};
+use crate::reactor::Reactor;
+use crate::time::wheel::TimerKey;
+
+/// Waits until `duration` has passed.
+///
+/// The timer is armed when the future is first polled and cancelled when it is dropped.
+///
+/// # Panics
+/// Polling it outside a runtime panics (the time has to come from some reactor).
+///
+/// # Examples
+/// ```
+/// use std::time::{Duration, Instant};
+/// evloop::block_on(async {
+///     let start = Instant::now();
+///     evloop::time::sleep(Duration::from_millis(5)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(5));
+/// });
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(super::deadline_after(Instant::now(), duration))
+}
+
+/// Waits until `deadline`. A deadline in the past completes at the first poll.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        timer: None,
+    }
+}
+
+/// The future returned by [`sleep`] and [`sleep_until`].
+///
+/// It is `Unpin`, so it can be polled in place and reused with [`reset`](Sleep::reset).
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Sleep {
+    deadline: Instant,
+    /// The reactor holding the armed timer and its key; `None` until first polled, and after firing.
+    timer: Option<(Arc<Reactor>, TimerKey)>,
+}
+
+impl Sleep {
+    /// The instant at which this sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// True once the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline; works before and after the sleep completed, so one `Sleep` can serve many
+    /// waits.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if let Some((reactor, key)) = &self.timer {
+            if !reactor.reset_timer(*key, deadline) {
+                self.timer = None; // it had fired: the next poll arms a new one
+            }
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((reactor, key)) = &self.timer {
+            if reactor.update_timer_waker(*key, cx.waker()) {
+                return Poll::Pending;
+            }
+            // The wheel fires a timer only once its deadline has passed.
+            self.timer = None;
+            return Poll::Ready(());
+        }
+        if self.deadline <= Instant::now() {
+            return Poll::Ready(());
+        }
+        let reactor = current_reactor().unwrap_or_else(|| no_runtime("evloop::time::Sleep"));
+        let key = reactor.insert_timer(self.deadline, cx.waker());
+        self.timer = Some((reactor, key));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((reactor, key)) = self.timer.take() {
+            reactor.remove_timer(key);
+        }
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("armed", &self.timer.is_some())
+            .finish()
+    }
+}
