@@ -214,13 +214,8 @@ fn add_flags(interest: Interest) -> Flags {
 
 /// The change that removes `filter` from `fd`.
 fn deletion(fd: RawFd, filter: Filter) -> libc::kevent {
-    kevent(
-        fd as usize,
-        filter,
-        libc::EV_DELETE | libc::EV_RECEIPT,
-        0,
-        0,
-    )
+    let flags = libc::EV_DELETE | libc::EV_RECEIPT;
+    kevent(fd as usize, filter, flags, 0, 0)
 }
 
 /// A `kevent` with the given fields and all others (FreeBSD's `ext`) zero.
@@ -304,14 +299,9 @@ impl Notifier {
 
     /// The change that registers the notifier's read end.
     fn registration(&self) -> libc::kevent {
+        let fd = self.read.as_raw_fd() as usize;
         let flags = libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT;
-        kevent(
-            self.read.as_raw_fd() as usize,
-            libc::EVFILT_READ,
-            flags,
-            0,
-            NOTIFY_KEY,
-        )
+        kevent(fd, libc::EVFILT_READ, flags, 0, NOTIFY_KEY)
     }
 
     /// Writes one byte; the pipe needs no kqueue call, so `_poller` is unused.
@@ -426,7 +416,8 @@ impl Event {
     }
 }
 
-// `reactor.rs` shares the poller across threads and keeps `Events` behind a lock.
+// epoll's `Poller` and `Events` are `Send + Sync` (the poller is notified from other threads), so these must
+// be too, whatever the reactor does with them.
 const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Poller>();
