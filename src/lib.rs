@@ -67,12 +67,17 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod blocking;
+pub mod event;
 mod executor;
 pub mod io;
+pub mod net;
 mod reactor;
+pub mod signal;
 mod sys;
 pub mod task;
 pub mod time;
 
+pub use blocking::spawn_blocking;
 pub use executor::{block_on, spawn, spawn_local, Runtime, EVENT_INTERVAL};
 pub use io::Async;
