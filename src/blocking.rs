@@ -8,8 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use async_task::Runnable;
-
+use crate::executor::Runnable;
 use crate::task::JoinHandle;
 
 /// The most threads the pool runs at once; further jobs queue.
@@ -36,6 +35,7 @@ where
     T: Send + 'static,
 {
     let (runnable, task) = async_task::Builder::new()
+        .metadata(None)
         .propagate_panic(true)
         .spawn(move |_| async move { f() }, |r| POOL.schedule(r));
     runnable.schedule();

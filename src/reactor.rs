@@ -14,7 +14,8 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::sys::{self, Events, Interest, Poller};
-use crate::time::wheel::{TimerKey, TimerWheel};
+use crate::time::wheel::TimerWheel;
 
 /// Readiness bits kept in `Source::state` (below the tick).
 const READABLE: usize = 1 << 0;
@@ -96,14 +97,16 @@ pub(crate) struct Reactor {
     /// Counts registrations, to give each key a fresh generation.
     generation: AtomicUsize,
     /// The event buffer, and the right to poll: one thread polls at a time.
-    events: Mutex<Events>,
+    poll_state: Mutex<PollState>,
     /// Incremented by every poll and stamped into the state of the sources it updates.
     tick: AtomicUsize,
-    /// Pending timers.
-    timers: Mutex<TimerWheel>,
-    /// True while a thread is inside `poll`, so a timer armed from another thread must `notify` to have
-    /// the poller re-read its deadline.
-    polling: AtomicBool,
+}
+
+/// The event buffer and a reusable list of wakers to wake; held by the thread that polls.
+struct PollState {
+    events: Events,
+    /// Filled under the locks, woken after they are released; kept to reuse its allocation.
+    wakers: Vec<Waker>,
 }
 
 impl Reactor {
@@ -112,10 +115,11 @@ impl Reactor {
             poller: Poller::new()?,
             sources: Mutex::new(Slab::new()),
             generation: AtomicUsize::new(0),
-            events: Mutex::new(Events::with_capacity(EVENTS_CAPACITY)),
+            poll_state: Mutex::new(PollState {
+                events: Events::with_capacity(EVENTS_CAPACITY),
+                wakers: Vec::new(),
+            }),
             tick: AtomicUsize::new(0),
-            timers: Mutex::new(TimerWheel::new(Instant::now())),
-            polling: AtomicBool::new(false),
         })
     }
 
@@ -178,21 +182,19 @@ impl Reactor {
 
     /// Waits for I/O events and due timers, then wakes the tasks that wait on them.
     ///
-    /// With `block` false, or when a timer is already due, it only collects what is ready now. Returns
-    /// how many wakers it woke. Only one thread polls at a time: if another one is polling, returns 0 at
-    /// once.
-    pub(crate) fn poll(&self, block: bool) -> io::Result<usize> {
-        let Ok(mut events) = self.events.try_lock() else {
-            return Ok(0);
+    /// `timers` is the wheel of the runtime that polls (timers belong to a runtime's thread; the reactor
+    /// only waits for them). With `block` false, or when a timer is already due, it only collects what
+    /// is ready now. Returns the time it read after waiting. Only one thread polls at a time: if another
+    /// one is polling, returns at once.
+    pub(crate) fn poll(&self, block: bool, timers: &RefCell<TimerWheel>) -> io::Result<Instant> {
+        let Ok(mut guard) = self.poll_state.try_lock() else {
+            return Ok(Instant::now());
         };
-        let mut wakers = Vec::new();
-        // SeqCst pairs with the load in `insert_timer`: either that thread sees `polling`, or this one
-        // sees its timer when it computes the deadline below.
-        self.polling.store(true, Ordering::SeqCst);
+        let PollState { events, wakers } = &mut *guard;
         let now = Instant::now();
         let next_timer = {
-            let mut timers = lock(&self.timers);
-            timers.process(now, &mut wakers);
+            let mut timers = timers.borrow_mut();
+            timers.process(now, wakers);
             timers.next_deadline()
         };
         let deadline = if !block || !wakers.is_empty() {
@@ -200,12 +202,10 @@ impl Reactor {
         } else {
             next_timer
         };
-        let result = self.poller.wait(&mut events, deadline);
-        self.polling.store(false, Ordering::SeqCst);
-        result?;
+        self.poller.wait(events, deadline)?;
 
         let tick = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        {
+        if events.iter().next().is_some() {
             let sources = lock(&self.sources);
             for ev in events.iter() {
                 let Some(source) = sources.get(ev.key & INDEX_MASK) else {
@@ -230,54 +230,23 @@ impl Reactor {
                 if ev.error {
                     bits |= ERROR;
                 }
-                source.set_readiness(bits, tick, &mut wakers);
+                source.set_readiness(bits, tick, wakers);
             }
         }
-        if deadline != Some(now) && next_timer.is_some() {
-            lock(&self.timers).process(Instant::now(), &mut wakers);
+        let mut after = now;
+        if deadline != Some(now) {
+            after = Instant::now();
+            if next_timer.is_some() {
+                timers.borrow_mut().process(after, wakers);
+            }
         }
-        drop(events);
 
-        // Wake outside every lock: a waker may run arbitrary code, even re-enter the reactor.
-        let n = wakers.len();
-        for w in wakers {
+        // Wake outside the table locks: a waker may run arbitrary code, even re-enter the reactor
+        // (a nested `poll` finds `poll_state` taken and returns at once).
+        for w in wakers.drain(..) {
             w.wake();
         }
-        Ok(n)
-    }
-
-    /// Arms a timer; the waker is woken once `deadline` has passed.
-    pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
-        let key = lock(&self.timers).insert(deadline, waker.clone());
-        if self.polling.load(Ordering::SeqCst) {
-            // Another thread is blocked with a deadline computed before this timer existed.
-            self.notify();
-        }
-        key
-    }
-
-    /// Points a pending timer at a new waker. Returns false if it has fired (or was removed).
-    pub(crate) fn update_timer_waker(&self, key: TimerKey, waker: &Waker) -> bool {
-        lock(&self.timers).set_waker(key, waker)
-    }
-
-    /// Moves a pending timer. Returns false if it has fired (or was removed).
-    pub(crate) fn reset_timer(&self, key: TimerKey, deadline: Instant) -> bool {
-        let moved = lock(&self.timers).reset(key, deadline);
-        if moved && self.polling.load(Ordering::SeqCst) {
-            self.notify();
-        }
-        moved
-    }
-
-    /// Cancels a timer; a no-op if it has already fired.
-    pub(crate) fn remove_timer(&self, key: TimerKey) {
-        lock(&self.timers).remove(key);
-    }
-
-    /// How many timers are pending (for tests and statistics).
-    pub(crate) fn timer_count(&self) -> usize {
-        lock(&self.timers).len()
+        Ok(after)
     }
 
     /// How many sources are registered (for tests and statistics).

@@ -8,67 +8,127 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
+use crate::executor::TaskMeta;
+
 /// An owned permission to await a spawned task's output, returned by [`spawn`](crate::spawn) and
 /// [`spawn_local`](crate::spawn_local).
 ///
 /// Awaiting it gives `Ok(output)`, or a [`JoinError`] when the task panicked or was aborted. Dropping it
 /// detaches the task, which runs on.
 pub struct JoinHandle<T> {
-    /// `None` once aborted. The mutex lets `abort(&self)` take the task out; `poll` has `&mut self` and
-    /// goes through `get_mut`, so awaiting never locks.
-    task: Mutex<Option<async_task::FallibleTask<T>>>,
+    /// The mutex lets `abort(&self)` change the state; `poll` has `&mut self` and goes through
+    /// `get_mut`, so awaiting never locks.
+    state: Mutex<State<T>>,
 }
 
-impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: async_task::FallibleTask<T>) -> JoinHandle<T> {
+// The output is only ever moved out whole, never pinned: the handle is `Unpin` whatever `T` is.
+impl<T> Unpin for JoinHandle<T> {}
+
+enum State<T> {
+    /// The task runs (or has finished and holds its output).
+    Running(async_task::FallibleTask<T, TaskMeta>),
+    /// `abort` was called: this resolves once the task's future has been dropped (`None`), or with the
+    /// output if the task finished first.
+    Cancelling(Pin<Box<dyn Future<Output = Option<T>> + Send>>),
+    /// The outcome was taken, or found by `is_finished`.
+    Done(Option<Result<T, JoinError>>),
+}
+
+/// Lets the cancellation future of a possibly non-`Send` task sit in `State::Cancelling`.
+///
+/// A `JoinHandle<T>` is `Send` only when `T: Send`, because `State::Running` holds a
+/// `FallibleTask<T, _>`; so a wrapped future of a non-`Send` task never leaves its thread.
+struct AssertSend<F>(F);
+
+// SAFETY: see the type's doc: the wrapper is only ever stored in a `JoinHandle<T>`, which is itself
+// `Send` exactly when the wrapped future's task output is.
+unsafe impl<F> Send for AssertSend<F> {}
+
+impl<F: Future> Future for AssertSend<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: a plain structural projection; the field is never moved out of the pin.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+impl<T: 'static> JoinHandle<T> {
+    pub(crate) fn new(task: async_task::FallibleTask<T, TaskMeta>) -> JoinHandle<T> {
         JoinHandle {
-            task: Mutex::new(Some(task)),
+            state: Mutex::new(State::Running(task)),
         }
     }
 
     /// Cancels the task: its future is dropped the next time the runtime gets to it (at once if it is
-    /// idle), and awaiting this handle gives a [`JoinError`] for which `is_cancelled()` is true. A task
-    /// that had already finished keeps its output.
+    /// idle), and awaiting this handle then gives a [`JoinError`] for which `is_cancelled()` is true,
+    /// once the future and everything it owned are gone. A task that had already finished keeps its
+    /// output.
     pub fn abort(&self) {
-        let mut slot = self.task.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_some_and(|t| !t.is_finished()) {
-            // Dropping an async-task handle cancels the task.
-            drop(slot.take());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*state, State::Running(t) if !t.is_finished()) {
+            return;
         }
+        let State::Running(task) = std::mem::replace(&mut *state, State::Done(None)) else {
+            unreachable!()
+        };
+        let mut cancel: Pin<Box<dyn Future<Output = Option<T>> + Send>> = Box::pin(AssertSend(task.cancel()));
+        // The first poll is what cancels; the real waker is registered when the handle is awaited.
+        *state = match cancel.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(out) => State::Done(Some(out.ok_or_else(JoinError::cancelled))),
+            Poll::Pending => State::Cancelling(cancel),
+        };
     }
 
-    /// True once the task has completed, panicked or been cancelled.
+    /// True once the task has completed, panicked or been cancelled (its future dropped).
     pub fn is_finished(&self) -> bool {
-        let slot = self.task.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_ref().is_none_or(|t| t.is_finished())
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            State::Running(t) => t.is_finished(),
+            State::Cancelling(cancel) => {
+                match cancel.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+                    Poll::Ready(out) => {
+                        *state = State::Done(Some(out.ok_or_else(JoinError::cancelled)));
+                        true
+                    }
+                    Poll::Pending => false,
+                }
+            }
+            State::Done(_) => true,
+        }
     }
 }
 
-impl<T> Future for JoinHandle<T> {
+impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let slot = self.get_mut().task.get_mut().unwrap_or_else(|e| e.into_inner());
-        let Some(task) = slot.as_mut() else {
-            return Poll::Ready(Err(JoinError::cancelled()));
+        let state = self.get_mut().state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let res = match state {
+            // The task was built with `propagate_panic`: a panic in it resumes here, where it is caught
+            // and handed to the awaiter as an error instead.
+            State::Running(task) => match catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Some(out))) => Ok(out),
+                Ok(Poll::Ready(None)) => Err(JoinError::cancelled()),
+                Err(payload) => Err(JoinError::panic(payload)),
+            },
+            State::Cancelling(cancel) => match catch_unwind(AssertUnwindSafe(|| cancel.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(out)) => out.ok_or_else(JoinError::cancelled),
+                Err(payload) => Err(JoinError::panic(payload)),
+            },
+            State::Done(out) => out.take().unwrap_or_else(|| panic!("JoinHandle polled after completion")),
         };
-        // The task was built with `propagate_panic`: a panic in it resumes here, where it is caught and
-        // handed to the awaiter as an error instead.
-        let res = match catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Some(out))) => Ok(out),
-            Ok(Poll::Ready(None)) => Err(JoinError::cancelled()),
-            Err(payload) => Err(JoinError::panic(payload)),
-        };
-        *slot = None;
+        *state = State::Done(None);
         Poll::Ready(res)
     }
 }
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        let slot = self.task.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(task) = slot.take() {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let State::Running(task) = std::mem::replace(state, State::Done(None)) {
             task.detach();
         }
     }
@@ -76,9 +136,13 @@ impl<T> Drop for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("finished", &self.is_finished())
-            .finish()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = match &*state {
+            State::Running(_) => "running",
+            State::Cancelling(_) => "cancelling",
+            State::Done(_) => "done",
+        };
+        f.debug_struct("JoinHandle").field("state", &state).finish()
     }
 }
 

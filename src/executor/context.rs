@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use super::{Core, Shared};
+use super::Core;
 use crate::reactor::Reactor;
 
 thread_local! {
@@ -42,17 +42,13 @@ impl Drop for Enter<'_> {
 }
 
 /// Runs `f` with the current runtime's core, or with `None` outside any runtime.
-pub(super) fn with_core<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+#[inline]
+pub(crate) fn with_core<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
     let ptr = CURRENT.with(|c| c.get());
     // SAFETY: by CURRENT's invariant a non-null pointer names a core that an `Enter` guard further up
     // this thread's stack keeps alive for at least the duration of this call.
     let core = unsafe { ptr.as_ref() };
     f(core)
-}
-
-/// True when this thread is running the runtime that owns `shared`.
-pub(super) fn is_current(shared: &Shared) -> bool {
-    with_core(|core| core.is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c.shared), shared)))
 }
 
 /// Whether this thread is inside some runtime's `block_on`.

@@ -11,7 +11,7 @@
 //! The loop polls the reactor (without blocking) at least once every [`EVENT_INTERVAL`] polls of tasks
 //! or of the main future, so a set of tasks that are always ready cannot starve sockets and timers.
 
-mod context;
+pub(crate) mod context;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,17 +19,28 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::mem::ManuallyDrop;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
+use std::time::Instant;
 
-use async_task::Runnable;
 use slab::Slab;
 
 use crate::reactor::Reactor;
 use crate::task::JoinHandle;
+use crate::time::wheel::{TimerKey, TimerWheel};
 
 pub(crate) use context::{current_reactor, reactor_or_err};
+
+/// What every task carries in its header: the runtime that schedules it (`None` for blocking-pool jobs).
+/// Keeping it there rather than in the schedule closure makes that closure zero-sized, which spares
+/// async-task a reference-count round trip on every wake.
+pub(crate) type TaskMeta = Option<Arc<Shared>>;
+
+/// A task ready to be polled.
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
 
 /// How many polls of tasks (and of the main future) may run between two polls of the reactor.
 pub const EVENT_INTERVAL: u32 = 61;
@@ -66,21 +77,37 @@ pub struct Runtime {
 /// The part of a runtime that only its own thread touches.
 pub(crate) struct Core {
     /// The part other threads reach through wakers.
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
+    /// The runtime's timers. Owned by its thread, so arming and cancelling take no lock; a timer dropped
+    /// on another thread is cancelled through `Shared::remote_cancels`.
+    pub(crate) timers: RefCell<TimerWheel>,
+    /// The time read by the last reactor poll: a deadline at or before it has certainly passed.
+    pub(crate) now: Cell<Instant>,
     /// Tasks ready to run, in wake order.
     queue: RefCell<VecDeque<Runnable>>,
-    /// Every live task's waker, so that dropping the runtime can cancel tasks nobody else would wake.
-    tasks: RefCell<Slab<(u64, Waker)>>,
+    /// Every live task that has been polled, so that dropping the runtime can cancel tasks nobody else
+    /// would wake. (A task not yet polled sits in a queue, where dropping the runtime finds it.)
+    tasks: RefCell<Slab<TaskEntry>>,
     /// Numbers tasks, so that a task table slot reused by a new task is never freed by an old one.
     next_task_id: Cell<u64>,
+    /// Tasks whose future is alive, polled or not.
+    live_tasks: Cell<usize>,
     /// The waker of the future passed to `block_on`, made once.
     main_waker: Waker,
+    /// The `block_on` future was woken from this thread (no atomics needed for that case).
+    main_woken_here: Cell<bool>,
 }
 
 /// The part of a runtime that wakers on any thread reach.
 pub(crate) struct Shared {
-    /// The runtime's reactor (I/O readiness and timers).
-    reactor: Arc<Reactor>,
+    /// Names the runtime (never reused), so that a timer can tell whether it runs on its own runtime.
+    pub(crate) id: u64,
+    /// The runtime's reactor (I/O readiness).
+    pub(crate) reactor: Arc<Reactor>,
+    /// Timers dropped on other threads, to be removed from the wheel by the runtime's thread.
+    remote_cancels: Mutex<Vec<TimerKey>>,
+    /// Set whenever `remote_cancels` may be non-empty.
+    has_remote_cancels: AtomicBool,
     /// Tasks woken from other threads; drained into the core's queue by the runtime's thread.
     injector: Mutex<VecDeque<Runnable>>,
     /// Set whenever `injector` may be non-empty, so the loop checks it without taking the lock.
@@ -97,21 +124,32 @@ impl Runtime {
     /// # Errors
     /// Fails when the OS refuses the poller, e.g. when the process is out of file descriptors (EMFILE).
     pub fn new() -> io::Result<Runtime> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
+            id,
             reactor: Arc::new(Reactor::new()?),
+            remote_cancels: Mutex::new(Vec::new()),
+            has_remote_cancels: AtomicBool::new(false),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             main_woken: AtomicBool::new(false),
         });
         let main_waker = Waker::from(Arc::new(MainWaker(shared.clone())));
+        lock(&LIVE).insert(id, Arc::downgrade(&shared));
+        let now = Instant::now();
         Ok(Runtime {
             core: Box::new(Core {
                 shared,
+                timers: RefCell::new(TimerWheel::new(now)),
+                now: Cell::new(now),
                 queue: RefCell::new(VecDeque::with_capacity(256)),
                 tasks: RefCell::new(Slab::new()),
                 next_task_id: Cell::new(0),
+                live_tasks: Cell::new(0),
                 main_waker,
+                main_woken_here: Cell::new(false),
             }),
             _not_send: std::marker::PhantomData,
         })
@@ -151,21 +189,45 @@ impl Runtime {
         self.core.cancel_all();
     }
 
-    /// How many tasks are alive (scheduled or waiting).
+    /// How many tasks are alive (scheduled or waiting). A statistic, for tests and monitoring.
     pub fn task_count(&self) -> usize {
-        self.core.tasks.borrow().len()
+        self.core.live_tasks.get()
     }
 
-    #[cfg(test)]
-    pub(crate) fn reactor(&self) -> &Arc<Reactor> {
-        &self.core.shared.reactor
+    /// How many timers are armed. A statistic, for tests and monitoring.
+    pub fn timer_count(&self) -> usize {
+        self.core.apply_remote_cancels();
+        self.core.timers.borrow().len()
+    }
+
+    /// How many file descriptors are registered with the reactor. A statistic, for tests and monitoring.
+    pub fn source_count(&self) -> usize {
+        self.core.shared.reactor.source_count()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.cancel_all();
+        lock(&LIVE).remove(&self.core.shared.id);
     }
+}
+
+/// Every live runtime by id, for the rare timer dropped away from its runtime's thread.
+static LIVE: Mutex<BTreeMap<u64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
+
+/// Cancels a timer of runtime `id` from a thread that is not running it.
+pub(crate) fn cancel_timer_remotely(id: u64, key: TimerKey) {
+    let shared = lock(&LIVE).get(&id).and_then(Weak::upgrade);
+    if let Some(shared) = shared {
+        lock(&shared.remote_cancels).push(key);
+        shared.has_remote_cancels.store(true, Ordering::Release);
+    }
+}
+
+/// Locks a mutex, ignoring poison: no user code runs under the executor's locks.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl fmt::Debug for Runtime {
@@ -181,13 +243,12 @@ impl fmt::Debug for Runtime {
 impl Core {
     /// The loop of `block_on`.
     fn run<F: Future>(&self, mut future: Pin<&mut F>) -> F::Output {
-        let shared = &*self.shared;
         let mut cx = Context::from_waker(&self.main_waker);
-        shared.main_woken.store(true, Ordering::Relaxed);
+        self.main_woken_here.set(true);
         // Polls since the reactor was last polled.
         let mut polls: u32 = 0;
         loop {
-            if shared.main_woken.load(Ordering::Relaxed) && shared.main_woken.swap(false, Ordering::Acquire) {
+            if self.take_main_wake() {
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }
@@ -200,7 +261,7 @@ impl Core {
                 };
                 runnable.run();
                 polls += 1;
-                if shared.main_woken.load(Ordering::Relaxed) {
+                if self.main_woken() {
                     break;
                 }
             }
@@ -209,11 +270,24 @@ impl Core {
                 polls = 0;
                 self.poll_reactor(false);
                 self.drain_injector();
-            } else if !shared.main_woken.load(Ordering::Relaxed) && self.queue.borrow().is_empty() {
+            } else if !self.main_woken() && self.queue.borrow().is_empty() {
                 polls = 0;
                 self.park();
             }
         }
+    }
+
+    /// Whether the `block_on` future has been woken, from here or elsewhere.
+    fn main_woken(&self) -> bool {
+        self.main_woken_here.get() || self.shared.main_woken.load(Ordering::Relaxed)
+    }
+
+    /// Consumes a pending wake of the `block_on` future.
+    fn take_main_wake(&self) -> bool {
+        let here = self.main_woken_here.replace(false);
+        let elsewhere =
+            self.shared.main_woken.load(Ordering::Relaxed) && self.shared.main_woken.swap(false, Ordering::Acquire);
+        here || elsewhere
     }
 
     /// Blocks in the poller until an event, a due timer, or a wake from another thread.
@@ -222,17 +296,32 @@ impl Core {
         // SeqCst pairs with the loads in `Shared::wake_from_elsewhere`: either the waker sees `sleeping`
         // and notifies, or this thread sees its work below and does not block.
         shared.sleeping.store(true, Ordering::SeqCst);
-        let must_run = shared.main_woken.load(Ordering::SeqCst) || shared.injected.load(Ordering::SeqCst);
+        let must_run = self.main_woken_here.get()
+            || shared.main_woken.load(Ordering::SeqCst)
+            || shared.injected.load(Ordering::SeqCst);
         self.poll_reactor(!must_run);
         shared.sleeping.store(false, Ordering::SeqCst);
         self.drain_injector();
     }
 
     fn poll_reactor(&self, block: bool) {
-        if let Err(e) = self.shared.reactor.poll(block) {
+        self.apply_remote_cancels();
+        match self.shared.reactor.poll(block, &self.timers) {
+            Ok(now) => self.now.set(now),
             // The poller fails only on programming errors (EBADF, EFAULT, EINVAL); there is no one to
             // report to, and spinning on it would burn the CPU.
-            panic!("evloop: the poller failed: {e}");
+            Err(e) => panic!("evloop: the poller failed: {e}"),
+        }
+    }
+
+    /// Removes the timers that other threads dropped.
+    fn apply_remote_cancels(&self) {
+        if self.shared.has_remote_cancels.swap(false, Ordering::Acquire) {
+            let keys = std::mem::take(&mut *lock(&self.shared.remote_cancels));
+            let mut timers = self.timers.borrow_mut();
+            for key in keys {
+                timers.remove(key);
+            }
         }
     }
 
@@ -248,7 +337,7 @@ impl Core {
     fn drain_injector(&self) {
         let shared = &*self.shared;
         if shared.injected.load(Ordering::Acquire) {
-            let mut injector = shared.injector.lock().unwrap_or_else(|e| e.into_inner());
+            let mut injector = lock(&shared.injector);
             shared.injected.store(false, Ordering::Relaxed);
             self.queue.borrow_mut().extend(injector.drain(..));
         }
@@ -260,13 +349,16 @@ impl Core {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (guard, schedule) = self.prepare();
-        let (slot, id) = (guard.slot, guard.id);
-        let future = Tracked { future, _guard: guard };
+        let future = Tracked {
+            future,
+            guard: self.new_guard(),
+        };
         let (runnable, task) = async_task::Builder::new()
+            .metadata(Some(self.shared.clone()))
             .propagate_panic(true)
             .spawn(move |_| future, schedule);
-        self.finish_spawn(slot, id, runnable, task)
+        runnable.schedule();
+        JoinHandle::new(task.fallible())
     }
 
     /// Spawns a task that is not `Send`; it always runs on this runtime's thread.
@@ -275,57 +367,45 @@ impl Core {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let (guard, schedule) = self.prepare();
-        let (slot, id) = (guard.slot, guard.id);
-        let future = Tracked { future, _guard: guard };
+        let future = Tracked {
+            future,
+            guard: self.new_guard(),
+        };
         let (runnable, task) = async_task::Builder::new()
+            .metadata(Some(self.shared.clone()))
             .propagate_panic(true)
             .spawn_local(move |_| future, schedule);
-        self.finish_spawn(slot, id, runnable, task)
-    }
-
-    /// Reserves a task-table slot and makes the schedule function.
-    fn prepare(&self) -> (TaskGuard, impl Fn(Runnable) + Send + Sync + 'static) {
-        let id = self.next_task_id.get();
-        self.next_task_id.set(id + 1);
-        let slot = self.tasks.borrow().vacant_key();
-        let shared = self.shared.clone();
-        let schedule = move |runnable: Runnable| shared.schedule(runnable);
-        let guard = TaskGuard {
-            shared: Arc::as_ptr(&self.shared) as usize,
-            slot,
-            id,
-        };
-        (guard, schedule)
-    }
-
-    /// Records the task's waker in the slot `prepare` reserved, and queues its first poll.
-    fn finish_spawn<T>(
-        &self,
-        slot: usize,
-        id: u64,
-        runnable: Runnable,
-        task: async_task::Task<T>,
-    ) -> JoinHandle<T> {
-        let mut tasks = self.tasks.borrow_mut();
-        let entry = tasks.vacant_entry();
-        debug_assert_eq!(entry.key(), slot, "the task table changed during spawn");
-        entry.insert((id, runnable.waker()));
-        drop(tasks);
         runnable.schedule();
         JoinHandle::new(task.fallible())
+    }
+
+    /// Makes the guard that will enter a new task in the task table.
+    fn new_guard(&self) -> TaskGuard {
+        let id = self.next_task_id.get();
+        self.next_task_id.set(id + 1);
+        self.live_tasks.set(self.live_tasks.get() + 1);
+        TaskGuard {
+            shared: Arc::as_ptr(&self.shared) as usize,
+            slot: None,
+            id,
+        }
     }
 
     /// Drops every task: wakes each so that its `Runnable` lands in a queue, then drops the queued
     /// `Runnable`s, which drops their futures. Repeats while destructors spawn new tasks (bounded).
     fn cancel_all(&self) {
         for _ in 0..16 {
-            let wakers: Vec<Waker> = self.tasks.borrow_mut().drain().map(|(_, w)| w).collect();
-            if wakers.is_empty() && self.queue.borrow().is_empty() && !self.shared.injected.load(Ordering::Acquire) {
+            let tasks: Vec<TaskEntry> = self.tasks.borrow_mut().drain().collect();
+            if tasks.is_empty() && self.queue.borrow().is_empty() && !self.shared.injected.load(Ordering::Acquire) {
                 return;
             }
-            for w in wakers {
-                w.wake();
+            for task in &tasks {
+                // SAFETY: an entry leaves the table when its task's future is dropped (`TaskGuard`), and
+                // the future lives inside the task's allocation, so every entry still in the table (the
+                // ones just drained, whose futures are alive) names a live task. `wake_by_ref` on an
+                // async-task waker takes no reference count, and the `ManuallyDrop` gives none back.
+                let waker = ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(task.data, task.vtable)) });
+                waker.wake_by_ref();
             }
             loop {
                 self.drain_injector();
@@ -340,25 +420,32 @@ impl Core {
     }
 }
 
-impl Shared {
-    /// The schedule function of every task of this runtime.
-    fn schedule(&self, runnable: Runnable) {
-        let pushed_locally = context::with_core(|core| match core {
-            Some(core) if std::ptr::eq(Arc::as_ptr(&core.shared), self) => {
-                core.queue.borrow_mut().push_back(runnable);
-                None
-            }
-            _ => Some(runnable),
-        });
-        if let Some(runnable) = pushed_locally {
-            let mut injector = self.injector.lock().unwrap_or_else(|e| e.into_inner());
-            injector.push_back(runnable);
-            self.injected.store(true, Ordering::SeqCst);
-            drop(injector);
-            self.wake_from_elsewhere();
+/// The schedule function of every runtime task: onto the core's queue when called on the runtime's own
+/// thread, otherwise onto the shared queue, waking the runtime if it sleeps.
+fn schedule(runnable: Runnable) {
+    let owner = runnable.metadata().as_ref().map_or(std::ptr::null(), Arc::as_ptr);
+    let runnable = context::with_core(|core| match core {
+        Some(core) if std::ptr::eq(Arc::as_ptr(&core.shared), owner) => {
+            core.queue.borrow_mut().push_back(runnable);
+            None
         }
+        _ => Some(runnable),
+    });
+    if let Some(runnable) = runnable {
+        // Off the runtime's thread: hold the runtime by a reference of our own, since the task (and
+        // with it the metadata) may be run and freed as soon as it is queued.
+        let Some(shared) = runnable.metadata().clone() else {
+            return;
+        };
+        let mut injector = lock(&shared.injector);
+        injector.push_back(runnable);
+        shared.injected.store(true, Ordering::SeqCst);
+        drop(injector);
+        shared.wake_from_elsewhere();
     }
+}
 
+impl Shared {
     /// After making work visible from another thread: wakes the loop if it sleeps in the poller.
     fn wake_from_elsewhere(&self) {
         if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
@@ -377,20 +464,27 @@ impl Wake for MainWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         let shared = &*self.0;
-        shared.main_woken.store(true, Ordering::SeqCst);
-        if !context::is_current(shared) {
+        let here = context::with_core(|core| match core {
+            Some(core) if std::ptr::eq(Arc::as_ptr(&core.shared), shared) => {
+                core.main_woken_here.set(true);
+                true
+            }
+            _ => false,
+        });
+        if !here {
+            shared.main_woken.store(true, Ordering::SeqCst);
             shared.wake_from_elsewhere();
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A task's future plus the guard that takes it out of the task table when it completes or is
-    /// dropped. The future is declared first, so it is dropped before the guard runs.
+    /// A task's future plus the guard that keeps it in the task table while the future is alive. The
+    /// future is declared first, so it is dropped before the guard runs.
     struct Tracked<F> {
         #[pin]
         future: F,
-        _guard: TaskGuard,
+        guard: TaskGuard,
     }
 }
 
@@ -398,16 +492,46 @@ impl<F: Future> Future for Tracked<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().future.poll(cx)
+        let this = self.project();
+        if this.guard.slot.is_none() {
+            this.guard.enter(cx.waker());
+        }
+        this.future.poll(cx)
     }
 }
 
-/// Frees a task's slot in its runtime's task table.
+/// A task's entry in its runtime's task table: the parts of its own waker, borrowed without a
+/// reference count (the entry lives exactly as long as the task's future).
+struct TaskEntry {
+    /// Matches the `TaskGuard::id` of the task that owns the entry.
+    id: u64,
+    data: *const (),
+    vtable: &'static RawWakerVTable,
+}
+
+/// Enters a task in its runtime's task table at its first poll, and takes it out when dropped.
 struct TaskGuard {
     /// Address of the runtime's `Shared`, used only to recognise it (never dereferenced).
     shared: usize,
-    slot: usize,
+    /// The task's slot in the table, once entered.
+    slot: Option<usize>,
     id: u64,
+}
+
+impl TaskGuard {
+    /// `waker` is the task's own waker: tasks are polled only by their runtime, on its thread.
+    fn enter(&mut self, waker: &Waker) {
+        context::with_core(|core| {
+            if let Some(core) = core.filter(|c| Arc::as_ptr(&c.shared) as usize == self.shared) {
+                let entry = TaskEntry {
+                    id: self.id,
+                    data: waker.data(),
+                    vtable: waker.vtable(),
+                };
+                self.slot = Some(core.tasks.borrow_mut().insert(entry));
+            }
+        });
+    }
 }
 
 impl Drop for TaskGuard {
@@ -416,9 +540,12 @@ impl Drop for TaskGuard {
             // Futures are dropped on their runtime's thread; elsewhere (only after the runtime is gone)
             // there is no table left to update.
             if let Some(core) = core.filter(|c| Arc::as_ptr(&c.shared) as usize == self.shared) {
-                let mut tasks = core.tasks.borrow_mut();
-                if tasks.get(self.slot).is_some_and(|(id, _)| *id == self.id) {
-                    tasks.remove(self.slot);
+                core.live_tasks.set(core.live_tasks.get() - 1);
+                if let Some(slot) = self.slot {
+                    let mut tasks = core.tasks.borrow_mut();
+                    if tasks.get(slot).is_some_and(|t| t.id == self.id) {
+                        tasks.remove(slot);
+                    }
                 }
             }
         });
@@ -453,11 +580,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         let rt = rt.get_or_init(|| {
             Runtime::new().unwrap_or_else(|e| panic!("evloop: cannot create the runtime: {e}"))
         });
-        let out = rt.block_on(future);
-        if rt.task_count() > 0 {
-            rt.cancel_all();
+        // Leftover tasks go when the call ends, also when the future panics.
+        struct CancelLeftovers<'a>(&'a Runtime);
+        impl Drop for CancelLeftovers<'_> {
+            fn drop(&mut self) {
+                if self.0.task_count() > 0 {
+                    self.0.cancel_all();
+                }
+            }
         }
-        out
+        let _cancel = CancelLeftovers(rt);
+        rt.block_on(future)
     })
 }
 

@@ -5,6 +5,7 @@
 //! precision, so on an idle runtime a sleep ends a few tens of microseconds after its deadline, never
 //! before it.
 
+pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;

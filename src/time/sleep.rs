@@ -3,13 +3,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::executor::{current_reactor, no_runtime};
-use crate::reactor::Reactor;
-use crate::time::wheel::TimerKey;
+use super::driver::{self, TimerHandle, Update};
 
 /// Waits until `duration` has passed.
 ///
@@ -45,8 +42,8 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     deadline: Instant,
-    /// The reactor holding the armed timer and its key; `None` until first polled, and after firing.
-    timer: Option<(Arc<Reactor>, TimerKey)>,
+    /// The armed timer; `None` until first polled, and after firing.
+    timer: Option<TimerHandle>,
 }
 
 impl Sleep {
@@ -64,8 +61,8 @@ impl Sleep {
     /// waits.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        if let Some((reactor, key)) = &self.timer {
-            if !reactor.reset_timer(*key, deadline) {
+        if let Some(timer) = &self.timer {
+            if !driver::reset(timer, deadline) {
                 self.timer = None; // it had fired: the next poll arms a new one
             }
         }
@@ -76,28 +73,31 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some((reactor, key)) = &self.timer {
-            if reactor.update_timer_waker(*key, cx.waker()) {
-                return Poll::Pending;
+        if let Some(timer) = &self.timer {
+            match driver::update(timer, cx.waker()) {
+                Update::Pending => return Poll::Pending,
+                // The wheel fires a timer only once its deadline has passed.
+                Update::Fired => {
+                    self.timer = None;
+                    return Poll::Ready(());
+                }
+                Update::Moved => self.timer = None,
             }
-            // The wheel fires a timer only once its deadline has passed.
-            self.timer = None;
-            return Poll::Ready(());
         }
-        if self.deadline <= Instant::now() {
-            return Poll::Ready(());
+        match driver::arm(self.deadline, cx.waker(), "evloop::time::Sleep") {
+            Some(timer) => {
+                self.timer = Some(timer);
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
         }
-        let reactor = current_reactor().unwrap_or_else(|| no_runtime("evloop::time::Sleep"));
-        let key = reactor.insert_timer(self.deadline, cx.waker());
-        self.timer = Some((reactor, key));
-        Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some((reactor, key)) = self.timer.take() {
-            reactor.remove_timer(key);
+        if let Some(timer) = self.timer.take() {
+            driver::cancel(timer);
         }
     }
 }

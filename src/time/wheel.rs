@@ -315,6 +315,7 @@ impl TimerWheel {
             let level = level_for(self.elapsed, deadline);
             let slot = (deadline >> (level as u32 * SLOT_BITS)) as usize % SLOTS;
             self.occupied[level] |= 1 << slot;
+            debug_assert!(self.slot_start(level, slot as u32) > self.elapsed);
             (level * SLOTS + slot) as u16
         };
         let head = std::mem::replace(&mut self.heads[list as usize], index);
@@ -587,6 +588,21 @@ mod tests {
         wheel.insert(origin - Duration::from_millis(1), ids.waker(2));
         wheel.process(at(origin, 2), &mut fired);
         assert_eq!(ids.fired(&mut fired), [2]);
+    }
+
+    #[test]
+    fn earlier_now_fires_nothing_early() {
+        let origin = Instant::now();
+        let (ids, mut wheel, mut fired) = (Ids::default(), TimerWheel::new(origin), Vec::new());
+        wheel.process(at(origin, 100), &mut fired);
+        wheel.insert(at(origin, 50), ids.waker(1));
+        wheel.insert(at(origin, 20), ids.waker(2));
+        wheel.insert(at(origin, 150), ids.waker(3));
+        wheel.process(at(origin, 40), &mut fired);
+        assert_eq!(ids.fired(&mut fired), [2]);
+        assert_eq!(wheel.next_deadline(), Some(at(origin, 50)));
+        wheel.process(at(origin, 150), &mut fired);
+        assert_eq!(ids.fired(&mut fired), [1, 3]);
     }
 
     #[test]
