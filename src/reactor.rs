@@ -152,7 +152,7 @@ impl Reactor {
             fd,
             key,
             state: AtomicUsize::new(0),
-            wakers: Mutex::new([Vec::new(), Vec::new()]),
+            wakers: Mutex::new([Waiters::default(), Waiters::default()]),
         });
         entry.insert(source.clone());
         Ok(source)
@@ -297,7 +297,31 @@ pub(crate) struct Source {
     state: AtomicUsize,
     /// Tasks waiting to read (`[0]`) and to write (`[1]`). Usually one each; several tasks sharing a
     /// `&TcpStream` may wait on one direction, and all of them are woken.
-    wakers: Mutex<[Vec<Waker>; 2]>,
+    wakers: Mutex<[Waiters; 2]>,
+}
+
+/// The tasks waiting on one direction of a source: one inline (the common case costs no allocation),
+/// the rest in a list.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Waiters {
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) if self.rest.iter().any(|w| w.will_wake(waker)) => {}
+            Some(_) => self.rest.push(waker.clone()),
+        }
+    }
+
+    fn take_into(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.first.take());
+        out.append(&mut self.rest);
+    }
 }
 
 impl Source {
@@ -316,10 +340,10 @@ impl Source {
         }
         let mut slots = lock(&self.wakers);
         if bits & Direction::Read.mask() != 0 {
-            wakers.append(&mut slots[0]);
+            slots[0].take_into(wakers);
         }
         if bits & Direction::Write.mask() != 0 {
-            wakers.append(&mut slots[1]);
+            slots[1].take_into(wakers);
         }
     }
 
@@ -332,13 +356,7 @@ impl Source {
                 state,
             });
         }
-        {
-            let mut slots = lock(&self.wakers);
-            let list = &mut slots[dir as usize];
-            if !list.iter().any(|w| w.will_wake(cx.waker())) {
-                list.push(cx.waker().clone());
-            }
-        }
+        lock(&self.wakers)[dir as usize].add(cx.waker());
         // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
         // event can never slip between the first check and the store.
         let state = self.state.load(Ordering::Acquire);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 
+use super::deadline_after;
 use super::sleep::{sleep_until, Sleep};
 
 /// Ticks every `period`, the first tick at once.
@@ -40,14 +41,16 @@ pub fn interval_at(start: Instant, period: Duration) -> Interval {
     }
 }
 
-/// What an [`Interval`] does when ticks were missed because the task was not polled in time.
+/// What an [`Interval`] does when ticks were missed because the task was not polled in time: when a
+/// tick is taken so late that the next one is already due. An interval polled in time stays aligned to
+/// its start whatever the behaviour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MissedTickBehavior {
     /// Fire the missed ticks back to back, as fast as they are polled, until caught up; the schedule
     /// stays aligned to the start (the default, as in tokio).
     #[default]
     Burst,
-    /// Fire once now, then every `period` from now: the schedule shifts.
+    /// Fire once now, then every `period` from now: the schedule shifts by the delay.
     Delay,
     /// Fire once now, then at the next multiple of `period` from the start: missed ticks are dropped
     /// and the schedule stays aligned.
@@ -76,15 +79,21 @@ impl Interval {
     pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
         std::task::ready!(Pin::new(&mut self.sleep).poll(cx));
         let scheduled = self.sleep.deadline();
+        let on_time = deadline_after(scheduled, self.period);
         let now = Instant::now();
-        let next = match self.missed {
-            MissedTickBehavior::Burst => scheduled + self.period,
-            MissedTickBehavior::Delay => now + self.period,
-            MissedTickBehavior::Skip => {
-                let behind = now.saturating_duration_since(scheduled).as_nanos();
-                let periods = behind / self.period.as_nanos() + 1;
-                let ahead = self.period.as_nanos().saturating_mul(periods);
-                scheduled + Duration::from_nanos(ahead.min(u64::MAX as u128) as u64)
+        // A tick is missed when the one after it is already due; only then does the behaviour matter.
+        let next = if now < on_time {
+            on_time
+        } else {
+            match self.missed {
+                MissedTickBehavior::Burst => on_time,
+                MissedTickBehavior::Delay => deadline_after(now, self.period),
+                MissedTickBehavior::Skip => {
+                    let behind = now.saturating_duration_since(scheduled).as_nanos();
+                    let periods = behind / self.period.as_nanos() + 1;
+                    let ahead = self.period.as_nanos().saturating_mul(periods);
+                    deadline_after(scheduled, Duration::from_nanos(ahead.min(u64::MAX as u128) as u64))
+                }
             }
         };
         self.sleep.reset(next);
@@ -108,7 +117,7 @@ impl Interval {
 
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
-        self.sleep.reset(Instant::now() + self.period);
+        self.sleep.reset(deadline_after(Instant::now(), self.period));
     }
 }
 

@@ -25,7 +25,9 @@ use super::driver::{self, TimerHandle, Update};
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(super::deadline_after(Instant::now(), duration))
+    let mut sleep = sleep_until(super::deadline_after(Instant::now(), duration));
+    sleep.elapsed = duration.is_zero();
+    sleep
 }
 
 /// Waits until `deadline`. A deadline in the past completes at the first poll.
@@ -33,6 +35,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         timer: None,
+        elapsed: false,
     }
 }
 
@@ -44,6 +47,8 @@ pub struct Sleep {
     deadline: Instant,
     /// The armed timer; `None` until first polled, and after firing.
     timer: Option<TimerHandle>,
+    /// Known to have completed without asking a clock: `sleep(Duration::ZERO)`.
+    elapsed: bool,
 }
 
 impl Sleep {
@@ -61,6 +66,7 @@ impl Sleep {
     /// waits.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        self.elapsed = false;
         if let Some(timer) = &self.timer {
             if !driver::reset(timer, deadline) {
                 self.timer = None; // it had fired: the next poll arms a new one
@@ -73,12 +79,16 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.elapsed {
+            return Poll::Ready(());
+        }
         if let Some(timer) = &self.timer {
             match driver::update(timer, cx.waker()) {
                 Update::Pending => return Poll::Pending,
                 // The wheel fires a timer only once its deadline has passed.
                 Update::Fired => {
                     self.timer = None;
+                    self.elapsed = true;
                     return Poll::Ready(());
                 }
                 Update::Moved => self.timer = None,
@@ -89,7 +99,10 @@ impl Future for Sleep {
                 self.timer = Some(timer);
                 Poll::Pending
             }
-            None => Poll::Ready(()),
+            None => {
+                self.elapsed = true;
+                Poll::Ready(())
+            }
         }
     }
 }
