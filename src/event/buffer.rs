@@ -1,0 +1,306 @@
+//! [`Buffer`]: a byte queue made of chunks (libevent's `evbuffer`).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::sys::{self, syscall};
+
+/// The size of a new chunk when data is appended or read.
+const CHUNK: usize = 4096;
+/// Emptied chunks up to this capacity are kept for the next append, so a steady echo allocates nothing.
+const KEEP: usize = 16 * 1024;
+/// Appending a buffer shorter than this copies it (into spare room) instead of moving its chunks.
+const COPY_BELOW: usize = 2048;
+/// Chunks written by one `writev`.
+const MAX_IOV: usize = 64;
+
+/// A queue of bytes: data is appended at the back and drained from the front, in chunks, so that
+/// appending another buffer moves chunks instead of copying bytes.
+///
+/// # Examples
+/// ```
+/// use evloop::event::Buffer;
+///
+/// let mut b = Buffer::new();
+/// b.append(b"GET / HTTP/1.1\r\nHost: x\r\n");
+/// assert_eq!(b.find(b"\r\n"), Some(14));
+/// assert_eq!(b.read_line().as_deref(), Some(&b"GET / HTTP/1.1"[..]));
+/// let mut other = Buffer::new();
+/// other.append_buffer(&mut b);
+/// assert!(b.is_empty());
+/// assert_eq!(other.to_vec(), b"Host: x\r\n");
+/// ```
+#[derive(Default)]
+pub struct Buffer {
+    /// Each chunk's bytes are `data[start..]`; no chunk is empty except a kept last one.
+    chunks: VecDeque<Chunk>,
+    /// Total readable bytes.
+    len: usize,
+}
+
+struct Chunk {
+    data: Vec<u8>,
+    /// Bytes before `start` have been drained.
+    start: usize,
+}
+
+impl Chunk {
+    fn with_capacity(n: usize) -> Chunk {
+        Chunk {
+            data: Vec::with_capacity(n),
+            start: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn spare(&self) -> usize {
+        self.data.capacity() - self.data.len()
+    }
+}
+
+impl Buffer {
+    /// An empty buffer (allocates on first append).
+    pub fn new() -> Buffer {
+        Buffer::default()
+    }
+
+    /// Readable bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no bytes are readable.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `data` to the back.
+    pub fn append(&mut self, mut data: &[u8]) {
+        self.len += data.len();
+        if let Some(last) = self.chunks.back_mut() {
+            let n = last.spare().min(data.len());
+            last.data.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        if !data.is_empty() {
+            let mut c = Chunk::with_capacity(data.len().max(CHUNK));
+            c.data.extend_from_slice(data);
+            self.chunks.push_back(c);
+        }
+    }
+
+    /// Moves all of `other`'s bytes to the back of `self`, leaving `other` empty: its chunks are moved,
+    /// not copied (short data is copied into spare room instead, which keeps both buffers' chunks for
+    /// reuse).
+    pub fn append_buffer(&mut self, other: &mut Buffer) {
+        if other.is_empty() {
+            return;
+        }
+        let spare = self.chunks.back().map_or(0, Chunk::spare);
+        if other.len <= COPY_BELOW && other.len <= spare {
+            for c in &other.chunks {
+                self.chunks.back_mut().expect("spare implies a chunk").data.extend_from_slice(c.bytes());
+            }
+            self.len += other.len;
+            other.drain(other.len);
+            return;
+        }
+        // Drop a kept empty chunk at our back so no empty chunk sits in the middle.
+        if self.chunks.back().is_some_and(|c| c.len() == 0) {
+            self.chunks.pop_back();
+        }
+        self.len += other.len;
+        other.len = 0;
+        self.chunks.extend(other.chunks.drain(..).filter(|c| c.len() > 0));
+    }
+
+    /// Drops up to `n` bytes from the front; returns how many.
+    pub fn drain(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        let mut left = n;
+        while left > 0 {
+            let front = self.chunks.front_mut().expect("len counts chunk bytes");
+            let take = front.len().min(left);
+            front.start += take;
+            left -= take;
+            if front.len() == 0 {
+                self.pop_empty_front();
+            }
+        }
+        self.len -= n;
+        n
+    }
+
+    /// Drops an emptied front chunk, or keeps it (reset) as the only chunk when it is small.
+    fn pop_empty_front(&mut self) {
+        let c = self.chunks.pop_front().expect("a front chunk");
+        if self.chunks.is_empty() && c.data.capacity() <= KEEP {
+            let mut c = c;
+            c.data.clear();
+            c.start = 0;
+            self.chunks.push_back(c);
+        }
+    }
+
+    /// Copies up to `out.len()` bytes from the front into `out` without draining them.
+    pub fn copy_out(&self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        for c in &self.chunks {
+            if n == out.len() {
+                break;
+            }
+            let b = c.bytes();
+            let take = b.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&b[..take]);
+            n += take;
+        }
+        n
+    }
+
+    /// Moves up to `out.len()` bytes from the front into `out`; returns how many.
+    pub fn remove(&mut self, out: &mut [u8]) -> usize {
+        let n = self.copy_out(out);
+        self.drain(n);
+        n
+    }
+
+    /// The position of the first occurrence of `needle`, searching across chunk boundaries.
+    pub fn find(&self, needle: &[u8]) -> Option<usize> {
+        if needle.is_empty() {
+            return Some(0);
+        }
+        if needle.len() > self.len {
+            return None;
+        }
+        for (ci, c) in self.chunks.iter().enumerate() {
+            let b = c.bytes();
+            let mut off = 0;
+            while let Some(i) = b[off..].iter().position(|&x| x == needle[0]) {
+                if self.matches_at(ci, off + i, needle) {
+                    let before: usize = self.chunks.iter().take(ci).map(Chunk::len).sum();
+                    return Some(before + off + i);
+                }
+                off += i + 1;
+            }
+        }
+        None
+    }
+
+    /// True when `needle` starts at byte `off` of chunk `ci` (possibly running into later chunks).
+    fn matches_at(&self, ci: usize, off: usize, needle: &[u8]) -> bool {
+        let mut rest = needle;
+        let mut off = off;
+        for c in self.chunks.iter().skip(ci) {
+            let b = &c.bytes()[off..];
+            let n = b.len().min(rest.len());
+            if b[..n] != rest[..n] {
+                return false;
+            }
+            rest = &rest[n..];
+            if rest.is_empty() {
+                return true;
+            }
+            off = 0;
+        }
+        false
+    }
+
+    /// Removes and returns the first line, without its terminator (`\n` or `\r\n`); `None` (and
+    /// nothing removed) if no complete line is buffered.
+    pub fn read_line(&mut self) -> Option<Vec<u8>> {
+        let nl = self.find(b"\n")?;
+        let mut line = vec![0; nl + 1];
+        self.remove(&mut line);
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(line)
+    }
+
+    /// The readable bytes, chunk by chunk.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks.iter().map(Chunk::bytes).filter(|b| !b.is_empty())
+    }
+
+    /// A copy of all readable bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for c in self.chunks() {
+            v.extend_from_slice(c);
+        }
+        v
+    }
+
+    /// Drops every byte.
+    pub fn clear(&mut self) {
+        self.drain(self.len);
+    }
+
+    /// One `read` of up to `max` bytes from `fd` into spare room at the back. Returns the count
+    /// (0 at end-of-file). EINTR is retried.
+    pub(crate) fn read_from_fd(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
+        if self.chunks.back().map_or(true, |c| c.spare() < max.min(CHUNK)) {
+            self.chunks.push_back(Chunk::with_capacity(max.max(CHUNK).min(64 * 1024)));
+        }
+        let last = self.chunks.back_mut().expect("just ensured");
+        let room = last.spare().min(max);
+        let spare = last.data.spare_capacity_mut();
+        let n = sys::retry(|| {
+            // SAFETY: `spare` is writable, uninitialised memory of at least `room` bytes owned by
+            // `last.data`; read writes at most `room` bytes into it.
+            syscall(unsafe { libc::read(fd, spare.as_mut_ptr().cast(), room) })
+        })? as usize;
+        // SAFETY: read initialised the first `n` bytes of the spare capacity.
+        unsafe { last.data.set_len(last.data.len() + n) };
+        self.len += n;
+        Ok(n)
+    }
+
+    /// One `writev` of the front chunks to `fd`; drains what was written and returns the count.
+    pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut cnt = 0;
+        for c in self.chunks() {
+            if cnt == MAX_IOV {
+                break;
+            }
+            iov[cnt] = libc::iovec {
+                iov_base: c.as_ptr() as *mut libc::c_void,
+                iov_len: c.len(),
+            };
+            cnt += 1;
+        }
+        if cnt == 0 {
+            return Ok(0);
+        }
+        let n = sys::retry(|| {
+            // SAFETY: the first `cnt` iovecs point at live chunk bytes that are not modified during
+            // the call; writev only reads them.
+            syscall(unsafe { libc::writev(fd, iov.as_ptr(), cnt as libc::c_int) })
+        })? as usize;
+        self.drain(n);
+        Ok(n)
+    }
+}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buffer")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}

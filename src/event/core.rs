@@ -1,0 +1,763 @@
+//! The state of one event base: the slots of its events, the fd map shared by events on one fd, the
+//! active queues, and the inbox through which wakers (on any thread) hand readiness to the dispatcher.
+//!
+//! Readiness flows in three steps:
+//! 1. The reactor wakes a [`TokenWaker`]: a `Send` waker that only posts its [`Token`] to the base's inbox
+//!    and wakes the dispatcher's waker. Fd entries, event timers, signal listeners and buffer events each
+//!    own such a waker.
+//! 2. The dispatcher drains the inbox ([`BaseInner::process_tokens`]): it asks each token's source what is
+//!    really ready (readiness may be stale) and *activates* the events it concerns: their fired flags are
+//!    recorded in their slot and their id queued on the active queue of their priority.
+//! 3. The dispatcher runs the active callbacks (`base.rs`), lowest priority number first.
+//!
+//! Borrow discipline: no `RefCell` borrow is held while a callback runs or while something that may
+//! run user code (a callback's destructor, a waker) is dropped or called; what must be dropped is moved
+//! out of the borrow first.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::timers::{TimerId, Timers};
+use super::{EventCtx, Flags};
+use crate::reactor::{Direction, Reactor, Source};
+use crate::signal;
+use crate::sys::Interest;
+
+/// A callback as stored in a slot.
+pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
+
+/// Names one event slot: the slab index and the generation it was allocated with, so that a stale id
+/// (of a freed event whose slot was reused) is never taken for the new event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotId {
+    pub(crate) index: usize,
+    pub(crate) gen: u64,
+}
+
+/// What a waker posts to the inbox.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Token {
+    /// The fd entry for this fd (of this generation) may be ready.
+    Fd(RawFd, u64),
+    /// Something of this slot fired: `TIMEOUT` (its timer), `SIGNAL` (its listener), or, for internal
+    /// slots (buffer events, listeners), whatever flags their driver chose.
+    Slot(SlotId, Flags),
+    /// The `loopexit(Some(d))` delay has passed (posted by the base's timers only).
+    Exit,
+}
+
+/// The part of a base that wakers on any thread reach.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Posted tokens and the dispatcher's waker, under one lock so a post is one lock.
+    inbox: Mutex<Inbox>,
+    /// Set by an [`ExitHandle`](super::ExitHandle): the dispatcher exits at its next step.
+    pub(crate) exit_requested: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    tokens: Vec<Token>,
+    /// The waker of the future that runs the dispatcher, if it has been polled.
+    dispatcher: Option<Waker>,
+}
+
+impl Shared {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `token` and wakes the dispatcher (outside the lock).
+    pub(crate) fn post(&self, token: Token) {
+        let waker = {
+            let mut inbox = self.inbox();
+            inbox.tokens.push(token);
+            inbox.dispatcher.clone()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Wakes the dispatcher so it re-examines the base (exit requested, nothing pending any more...).
+    pub(crate) fn wake_dispatcher(&self) {
+        let waker = self.inbox().dispatcher.clone();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Records the waker of the future now running the dispatcher.
+    pub(crate) fn set_dispatcher(&self, waker: &Waker) {
+        let mut inbox = self.inbox();
+        if !inbox.dispatcher.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            inbox.dispatcher = Some(waker.clone());
+        }
+    }
+}
+
+/// A waker that posts one token: the bridge from the reactor (and other threads) to the dispatcher.
+#[derive(Debug)]
+pub(crate) struct TokenWaker {
+    shared: Arc<Shared>,
+    token: Token,
+}
+
+impl TokenWaker {
+    pub(crate) fn waker(shared: &Arc<Shared>, token: Token) -> Waker {
+        Waker::from(Arc::new(TokenWaker {
+            shared: shared.clone(),
+            token,
+        }))
+    }
+}
+
+impl Wake for TokenWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shared.post(self.token);
+    }
+}
+
+/// One event (or the driver of a buffer event or listener).
+pub(crate) struct Slot {
+    /// Matches `SlotId::gen` for ids of this event.
+    gen: u64,
+    /// The fd watched, or the signal number for `SIGNAL` events, or -1.
+    pub(crate) fd: RawFd,
+    /// What the event watches (`READ`, `WRITE`, `SIGNAL`, `PERSIST`, `ET`).
+    pub(crate) flags: Flags,
+    /// Index into the active queues.
+    priority: usize,
+    /// `None` while the callback runs (it is on the dispatcher's stack), so a re-entrant delete can
+    /// never drop a running closure.
+    callback: Option<Callback>,
+    /// Driven by a buffer event or listener: tokens activate it as they come, without fd map, timer or
+    /// signal bookkeeping, and it never becomes non-pending by firing.
+    internal: bool,
+    /// Added and not deleted (libevent's "pending").
+    pending: bool,
+    /// The flags fired since the callback last ran; non-empty only while queued on an active queue.
+    fired: Flags,
+    /// The timeout given to `add`, re-armed after each firing of a `PERSIST` event.
+    timeout: Option<Duration>,
+    /// The armed timer.
+    timer: Option<TimerId>,
+    /// The signal listener while a `SIGNAL` event is pending.
+    signal: Option<signal::Listener>,
+    /// Posts `Slot(id, SIGNAL)`.
+    signal_waker: Option<Waker>,
+}
+
+/// The registration of one fd, shared by every pending event on it (libevent's evmap): epoll refuses a
+/// second registration of one fd, and one registration means one wake for all of them.
+struct FdEntry {
+    /// Distinguishes this entry from an earlier one for the same fd number.
+    gen: u64,
+    source: Arc<Source>,
+    /// What the poller watches now: the union of the users' directions.
+    interest: Interest,
+    /// The pending events on this fd, with the directions each watches.
+    users: Vec<(SlotId, Flags)>,
+    /// Posts `Fd(fd, gen)`.
+    waker: Waker,
+}
+
+/// Everything an event base owns, behind the `Rc` of its handles.
+pub(crate) struct BaseInner {
+    pub(crate) reactor: Arc<Reactor>,
+    pub(crate) shared: Arc<Shared>,
+    slots: RefCell<Slab<Slot>>,
+    /// Source of slot and fd-entry generations.
+    next_gen: Cell<u64>,
+    fds: RefCell<HashMap<RawFd, FdEntry>>,
+    /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
+    active: RefCell<Vec<VecDeque<SlotId>>>,
+    /// How many ids the active queues hold.
+    n_active: Cell<usize>,
+    /// How many slots are pending: `dispatch` returns when this reaches 0.
+    n_pending: Cell<usize>,
+    pub(crate) got_break: Cell<bool>,
+    pub(crate) got_exit: Cell<bool>,
+    /// Event, buffer-event and `loopexit` timers.
+    timers: RefCell<Timers>,
+    /// The `loopexit(Some(d))` timer.
+    exit_timer: Cell<Option<TimerId>>,
+    /// True while the dispatcher runs: activations need not wake it.
+    pub(crate) dispatching: Cell<bool>,
+    /// Set by the owner's drop: new events are refused.
+    pub(crate) closed: Cell<bool>,
+    /// Reused buffer for draining the inbox.
+    scratch: RefCell<Vec<Token>>,
+}
+
+fn closed_error() -> io::Error {
+    io::Error::other("the EventBase of this event has been dropped")
+}
+
+impl BaseInner {
+    pub(crate) fn new(reactor: Arc<Reactor>, priorities: usize) -> BaseInner {
+        let shared = Arc::new(Shared::default());
+        BaseInner {
+            reactor,
+            shared,
+            slots: RefCell::new(Slab::new()),
+            next_gen: Cell::new(1),
+            fds: RefCell::new(HashMap::new()),
+            active: RefCell::new((0..priorities.max(1)).map(|_| VecDeque::new()).collect()),
+            n_active: Cell::new(0),
+            n_pending: Cell::new(0),
+            got_break: Cell::new(false),
+            got_exit: Cell::new(false),
+            timers: RefCell::new(Timers::default()),
+            exit_timer: Cell::new(None),
+            dispatching: Cell::new(false),
+            closed: Cell::new(false),
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn gen(&self) -> u64 {
+        let g = self.next_gen.get();
+        self.next_gen.set(g + 1);
+        g
+    }
+
+    pub(crate) fn priorities(&self) -> usize {
+        self.active.borrow().len()
+    }
+
+    /// Changes the number of priority levels; refused while events are active.
+    pub(crate) fn set_priorities(&self, n: usize) -> io::Result<()> {
+        if n == 0 || self.n_active.get() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "priority_init needs n >= 1 and no active events: call it before dispatching",
+            ));
+        }
+        *self.active.borrow_mut() = (0..n).map(|_| VecDeque::new()).collect();
+        for (_, slot) in self.slots.borrow_mut().iter_mut() {
+            slot.priority = slot.priority.min(n - 1);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn n_pending(&self) -> usize {
+        self.n_pending.get()
+    }
+
+    pub(crate) fn n_active(&self) -> usize {
+        self.n_active.get()
+    }
+
+    /// Makes a slot for a new event (not pending), at the middle priority as in libevent.
+    pub(crate) fn alloc(&self, fd: RawFd, flags: Flags, callback: Callback, internal: bool) -> io::Result<SlotId> {
+        if self.closed.get() {
+            return Err(closed_error());
+        }
+        let gen = self.gen();
+        let priority = self.priorities() / 2;
+        let index = self.slots.borrow_mut().insert(Slot {
+            gen,
+            fd,
+            flags,
+            priority,
+            callback: Some(callback),
+            internal,
+            pending: false,
+            fired: Flags::empty(),
+            timeout: None,
+            timer: None,
+            signal: None,
+            signal_waker: None,
+        });
+        Ok(SlotId { index, gen })
+    }
+
+    /// Runs `f` on the slot named by `id`, if it still exists.
+    fn with_slot<R>(&self, id: SlotId, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let mut slots = self.slots.borrow_mut();
+        slots.get_mut(id.index).filter(|s| s.gen == id.gen).map(f)
+    }
+
+    pub(crate) fn exists(&self, id: SlotId) -> bool {
+        self.with_slot(id, |_| ()).is_some()
+    }
+
+    pub(crate) fn is_pending(&self, id: SlotId) -> bool {
+        self.with_slot(id, |s| s.pending).unwrap_or(false)
+    }
+
+    pub(crate) fn set_priority(&self, id: SlotId, priority: usize) -> io::Result<()> {
+        let n = self.priorities();
+        if priority >= n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("priority {priority} out of range: the base has {n} levels (see priority_init)"),
+            ));
+        }
+        self.with_slot(id, |s| s.priority = priority).ok_or_else(closed_error)
+    }
+
+    /// Deletes the event and frees its slot. Safe from any callback, its own included.
+    pub(crate) fn free(&self, id: SlotId) {
+        self.del(id);
+        let slot = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get(id.index) {
+                Some(s) if s.gen == id.gen => Some(slots.remove(id.index)),
+                _ => None,
+            }
+        };
+        // The callback's destructor may free other events: run it with no borrow held.
+        drop(slot);
+    }
+
+    /// Makes the event pending (libevent's `event_add`), with a timeout if given; an event already
+    /// pending gets the new timeout (or loses its timeout for `None`).
+    pub(crate) fn add(&self, id: SlotId, timeout: Option<Duration>) -> io::Result<()> {
+        if self.closed.get() {
+            return Err(closed_error());
+        }
+        let (fd, flags, was_pending, internal) = self
+            .with_slot(id, |s| (s.fd, s.flags, s.pending, s.internal))
+            .ok_or_else(closed_error)?;
+        if !was_pending {
+            if flags.intersects(Flags::READ | Flags::WRITE) && !internal {
+                self.fd_attach(fd, id, flags)?;
+            }
+            if flags.contains(Flags::SIGNAL) {
+                let listener = match signal::Listener::new(fd, self.reactor.clone()) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if flags.intersects(Flags::READ | Flags::WRITE) {
+                            self.fd_detach(fd, id);
+                        }
+                        return Err(e);
+                    }
+                };
+                let waker = TokenWaker::waker(&self.shared, Token::Slot(id, Flags::SIGNAL));
+                self.with_slot(id, |s| {
+                    s.signal = Some(listener);
+                    s.signal_waker = Some(waker);
+                });
+                // The first poll registers the listener's waker.
+                self.shared.post(Token::Slot(id, Flags::SIGNAL));
+            }
+            self.with_slot(id, |s| s.pending = true);
+            self.n_pending.set(self.n_pending.get() + 1);
+        }
+        let old_timer = self.with_slot(id, |s| {
+            s.timeout = timeout;
+            s.timer.take()
+        });
+        if let Some(Some(key)) = old_timer {
+            self.timers.borrow_mut().remove(key);
+        }
+        if let Some(d) = timeout {
+            self.arm_timer(id, d);
+        }
+        Ok(())
+    }
+
+    fn arm_timer(&self, id: SlotId, d: Duration) {
+        let deadline = crate::time::deadline_after(Instant::now(), d);
+        let old = self.with_slot(id, |s| {
+            let new = self.timer_insert(deadline, Token::Slot(id, Flags::TIMEOUT));
+            s.timer.replace(new)
+        });
+        if let Some(Some(old)) = old {
+            self.timer_remove(old);
+        }
+    }
+
+    /// Arms a base timer that fires `token` at `deadline`.
+    pub(crate) fn timer_insert(&self, deadline: Instant, token: Token) -> TimerId {
+        let id = self.timers.borrow_mut().insert(deadline, token);
+        if !self.dispatching.get() {
+            // The dispatcher's runtime timer may be set for a later deadline.
+            self.shared.wake_dispatcher();
+        }
+        id
+    }
+
+    /// Cancels a base timer; false if it had fired.
+    pub(crate) fn timer_remove(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().remove(id)
+    }
+
+    /// True while a base timer has neither fired nor been cancelled.
+    pub(crate) fn timer_pending(&self, id: TimerId) -> bool {
+        self.timers.borrow().contains(id)
+    }
+
+    /// The earliest base timer deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.borrow().next_deadline()
+    }
+
+    /// Fires the base timers due now: activates their events.
+    pub(crate) fn fire_due_timers(&self) {
+        if self.timers.borrow().next_deadline().is_none() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.timers.borrow_mut().pop_due(Instant::now(), &mut due);
+        for token in due {
+            match token {
+                Token::Exit => {
+                    self.exit_timer.set(None);
+                    self.got_exit.set(true);
+                }
+                Token::Slot(id, what) => {
+                    let internal = self.with_slot(id, |s| {
+                        if !s.internal {
+                            s.timer = None;
+                        }
+                        s.internal
+                    });
+                    match internal {
+                        Some(true) => self.activate(id, what),
+                        Some(false) => self.activate(id, Flags::TIMEOUT),
+                        None => {}
+                    }
+                }
+                Token::Fd(..) => {}
+            }
+        }
+    }
+
+    /// Makes the event non-pending and forgets that it fired (libevent's `event_del`).
+    pub(crate) fn del(&self, id: SlotId) {
+        self.with_slot(id, |s| s.fired = Flags::empty());
+        self.make_nonpending(id);
+    }
+
+    /// Makes the event non-pending, keeping any fired flags (a one-shot event that just fired).
+    fn make_nonpending(&self, id: SlotId) {
+        let Some(Some((fd, flags, timer, listener, internal))) = self.with_slot(id, |s| {
+            if !s.pending {
+                return None;
+            }
+            s.pending = false;
+            Some((s.fd, s.flags, s.timer.take(), s.signal.take(), s.internal))
+        }) else {
+            return;
+        };
+        self.n_pending.set(self.n_pending.get() - 1);
+        if let Some(key) = timer {
+            self.timer_remove(key);
+        }
+        if flags.intersects(Flags::READ | Flags::WRITE) && !internal {
+            self.fd_detach(fd, id);
+        }
+        drop(listener);
+        if self.n_pending.get() == 0 && !self.dispatching.get() {
+            self.shared.wake_dispatcher();
+        }
+    }
+
+    /// Marks an internal slot (buffer event, listener) pending or not.
+    pub(crate) fn set_internal_pending(&self, id: SlotId, pending: bool) {
+        let changed = self
+            .with_slot(id, |s| std::mem::replace(&mut s.pending, pending) != pending)
+            .unwrap_or(false);
+        if changed {
+            let n = self.n_pending.get();
+            self.n_pending.set(if pending { n + 1 } else { n - 1 });
+            if !self.dispatching.get() {
+                self.shared.wake_dispatcher();
+            }
+        }
+    }
+
+    /// Adds `what` to the event's fired flags and queues it; a non-`PERSIST` event stops being
+    /// pending, a `PERSIST` one with a timeout has its timeout restarted.
+    pub(crate) fn activate(&self, id: SlotId, what: Flags) {
+        let Some((one_shot, rearm)) = self.with_slot(id, |s| {
+            if s.fired.is_empty() {
+                self.active.borrow_mut()[s.priority].push_back(id);
+                self.n_active.set(self.n_active.get() + 1);
+            }
+            s.fired |= what;
+            let persist = s.flags.contains(Flags::PERSIST);
+            let live = s.pending && !s.internal;
+            (live && !persist, if live && persist { s.timeout } else { None })
+        }) else {
+            return;
+        };
+        if one_shot {
+            self.make_nonpending(id);
+        } else if let Some(d) = rearm {
+            self.arm_timer(id, d);
+        }
+        if !self.dispatching.get() {
+            self.shared.wake_dispatcher();
+        }
+    }
+
+    /// Adds `id` to the users of `fd`'s entry, registering the fd or widening its interest.
+    fn fd_attach(&self, fd: RawFd, id: SlotId, flags: Flags) -> io::Result<()> {
+        let dirs = flags & (Flags::READ | Flags::WRITE);
+        let edge = flags.contains(Flags::ET);
+        let mut fds = self.fds.borrow_mut();
+        let token = if let Some(entry) = fds.get_mut(&fd) {
+            if entry.interest.edge != edge {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("fd {fd} already has events with{} ET: every event on one fd must agree on ET",
+                        if entry.interest.edge { "" } else { "out" }),
+                ));
+            }
+            let wanted = interest_of(&entry.users, dirs, edge);
+            if wanted != entry.interest {
+                self.reactor.reregister(&entry.source, wanted)?;
+                entry.interest = wanted;
+            }
+            entry.users.push((id, dirs));
+            Token::Fd(fd, entry.gen)
+        } else {
+            let interest = interest_of(&[], dirs, edge);
+            let source = self.reactor.register_with(fd, interest)?;
+            let gen = self.gen();
+            let waker = TokenWaker::waker(&self.shared, Token::Fd(fd, gen));
+            fds.insert(fd, FdEntry { gen, source, interest, users: vec![(id, dirs)], waker });
+            Token::Fd(fd, gen)
+        };
+        drop(fds);
+        // The first look at the fd registers the entry's waker for the new directions.
+        self.shared.post(token);
+        Ok(())
+    }
+
+    /// Removes `id` from the users of `fd`, narrowing the interest or deregistering the fd.
+    fn fd_detach(&self, fd: RawFd, id: SlotId) {
+        let mut fds = self.fds.borrow_mut();
+        let Some(entry) = fds.get_mut(&fd) else {
+            return;
+        };
+        entry.users.retain(|(u, _)| *u != id);
+        if entry.users.is_empty() {
+            let entry = fds.remove(&fd).expect("present");
+            // Fails only if the fd was closed before its events were deleted; nothing to undo then.
+            let _ = self.reactor.deregister(&entry.source);
+            return;
+        }
+        let wanted = interest_of(&entry.users, Flags::empty(), entry.interest.edge);
+        if wanted != entry.interest && self.reactor.reregister(&entry.source, wanted).is_ok() {
+            entry.interest = wanted;
+        }
+    }
+
+    /// Drains the inbox and activates what is really ready.
+    pub(crate) fn process_tokens(&self) {
+        if self.shared.exit_requested.swap(false, Ordering::AcqRel) {
+            self.got_exit.set(true);
+        }
+        let mut tokens = std::mem::take(&mut *self.scratch.borrow_mut());
+        std::mem::swap(&mut tokens, &mut self.shared.inbox().tokens);
+        for token in tokens.drain(..) {
+            match token {
+                Token::Fd(fd, gen) => self.process_fd(fd, gen),
+                Token::Slot(id, what) => self.process_slot(id, what),
+                Token::Exit => {}
+            }
+        }
+        *self.scratch.borrow_mut() = tokens;
+    }
+
+    fn process_fd(&self, fd: RawFd, gen: u64) {
+        let (source, interest, waker, users) = {
+            let fds = self.fds.borrow();
+            match fds.get(&fd) {
+                Some(e) if e.gen == gen => (e.source.clone(), e.interest, e.waker.clone(), e.users.clone()),
+                _ => return,
+            }
+        };
+        let mut cx = Context::from_waker(&waker);
+        let mut fired = Flags::empty();
+        let mut again = false;
+        for (dir, flag, wanted) in [
+            (Direction::Read, Flags::READ, interest.read),
+            (Direction::Write, Flags::WRITE, interest.write),
+        ] {
+            if !wanted {
+                continue;
+            }
+            if let Poll::Ready(ev) = source.poll_ready(dir, &mut cx) {
+                fired |= flag;
+                // Consumed: an edge fires once; a level is reported again by the next poll if it lasts.
+                source.clear_readiness(ev);
+                // Re-registers the waker. Still ready means end-of-file or an error, which cannot be
+                // cleared: a level-triggered event must then keep firing, so look again next round.
+                if source.poll_ready(dir, &mut cx).is_ready() && !interest.edge {
+                    again = true;
+                }
+            }
+        }
+        for (id, dirs) in users {
+            let what = fired & dirs;
+            if !what.is_empty() {
+                self.activate(id, what);
+            }
+        }
+        if again {
+            self.shared.post(Token::Fd(fd, gen));
+        }
+    }
+
+    fn process_slot(&self, id: SlotId, what: Flags) {
+        enum Step {
+            Activate,
+            Signal(signal::Listener, Waker),
+            Nothing,
+        }
+        let step = self
+            .with_slot(id, |s| {
+                if s.internal {
+                    Step::Activate
+                } else if what.contains(Flags::SIGNAL) {
+                    match (s.signal.take(), &s.signal_waker) {
+                        (Some(l), Some(w)) => Step::Signal(l, w.clone()),
+                        (l, _) => {
+                            s.signal = l;
+                            Step::Nothing
+                        }
+                    }
+                } else {
+                    Step::Nothing
+                }
+            })
+            .unwrap_or(Step::Nothing);
+        match step {
+            Step::Activate => self.activate(id, what),
+            Step::Signal(mut listener, waker) => {
+                let fired = listener.poll_recv(&mut Context::from_waker(&waker)).is_ready();
+                // Put it back unless the event was deleted meanwhile (then it just drops).
+                let listener = self.with_slot(id, |s| {
+                    if s.pending && s.signal.is_none() {
+                        s.signal = Some(listener);
+                        None
+                    } else {
+                        Some(listener)
+                    }
+                });
+                drop(listener);
+                if fired {
+                    self.activate(id, Flags::SIGNAL);
+                    // Poll again (after this round) to re-register the waker.
+                    self.shared.post(Token::Slot(id, Flags::SIGNAL));
+                }
+            }
+            Step::Nothing => {}
+        }
+    }
+
+    /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
+    /// callback (which the caller must hand back with [`restore_callback`](Self::restore_callback)).
+    /// `None` when that queue is empty.
+    pub(crate) fn pop_active(&self, priority: usize) -> Option<Option<(SlotId, RawFd, Flags, Callback)>> {
+        let id = self.active.borrow_mut()[priority].pop_front()?;
+        self.n_active.set(self.n_active.get() - 1);
+        Some(
+            self.with_slot(id, |s| {
+                if s.fired.is_empty() {
+                    return None; // deleted after it was queued, or a duplicate entry
+                }
+                let fired = std::mem::take(&mut s.fired);
+                s.callback.take().map(|cb| (id, s.fd, fired, cb))
+            })
+            .flatten(),
+        )
+    }
+
+    /// The lowest-numbered non-empty priority level and its length.
+    pub(crate) fn first_active_level(&self) -> Option<(usize, usize)> {
+        self.active
+            .borrow()
+            .iter()
+            .enumerate()
+            .find(|(_, q)| !q.is_empty())
+            .map(|(i, q)| (i, q.len()))
+    }
+
+    /// Gives an event a new callback (the old one is dropped with no borrow held).
+    pub(crate) fn replace_callback(&self, id: SlotId, cb: Callback) {
+        let old = self.with_slot(id, |s| s.callback.replace(cb));
+        drop(old);
+    }
+
+    /// Puts a callback back after it ran, unless its event was freed (then it is dropped here, with no
+    /// borrow held) or given a new callback meanwhile.
+    pub(crate) fn restore_callback(&self, id: SlotId, cb: Callback) {
+        let leftover = self.with_slot(id, |s| {
+            if s.callback.is_none() {
+                s.callback = Some(cb);
+                None
+            } else {
+                Some(cb)
+            }
+        });
+        drop(leftover);
+    }
+
+    /// Arms (or with `None`, requests at once) the exit of the loop.
+    pub(crate) fn loopexit(&self, after: Option<Duration>) {
+        match after {
+            None => {
+                self.got_exit.set(true);
+                if !self.dispatching.get() {
+                    self.shared.wake_dispatcher();
+                }
+            }
+            Some(d) => {
+                if let Some(old) = self.exit_timer.take() {
+                    self.timer_remove(old);
+                }
+                let deadline = crate::time::deadline_after(Instant::now(), d);
+                self.exit_timer.set(Some(self.timer_insert(deadline, Token::Exit)));
+            }
+        }
+    }
+
+    /// Frees everything (the owner is being dropped): callbacks that hold handles to the base are
+    /// dropped, which breaks the `Rc` cycles they form.
+    pub(crate) fn teardown(&self) {
+        self.closed.set(true);
+        self.exit_timer.set(None);
+        self.timers.borrow_mut().clear();
+        let slots: Vec<Slot> = self.slots.borrow_mut().drain().collect();
+        let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().map(|(_, e)| e).collect();
+        for e in &fds {
+            let _ = self.reactor.deregister(&e.source);
+        }
+        for q in self.active.borrow_mut().iter_mut() {
+            q.clear();
+        }
+        self.n_active.set(0);
+        self.n_pending.set(0);
+        drop(fds);
+        drop(slots);
+    }
+}
+
+/// The interest for `users` plus `extra` directions.
+fn interest_of(users: &[(SlotId, Flags)], extra: Flags, edge: bool) -> Interest {
+    let all = users.iter().fold(extra, |acc, (_, d)| acc | *d);
+    Interest {
+        read: all.contains(Flags::READ),
+        write: all.contains(Flags::WRITE),
+        edge,
+    }
+}
