@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::task::{Context, Poll};
 
-use super::addr::{each_addr, resolve, ToSocketAddrs};
+use super::addr::{each_addr, resolve, Addrs, ToSocketAddrs};
 use super::socket::{self, SockAddr};
 use crate::io::Async;
 use crate::reactor::Direction;
@@ -94,17 +94,24 @@ impl UdpSocket {
         self.inner.read_with(|s| s.recv(buf)).await
     }
 
-    /// Sends `buf` to `target` (the first address it resolves to).
+    /// Sends `buf` to `target`: the first address it resolves to of this socket's family (IPv4 or
+    /// IPv6), or else the first.
     ///
     /// # Errors
     /// The lookup's error, or the OS's (e.g. `PermissionDenied` for a broadcast address without
     /// [`set_broadcast`](Self::set_broadcast)).
     pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
-        let Some(target) = resolve(&target).await?.next() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no address to send to",
-            ));
+        let target = match resolve(&target).await? {
+            Addrs::One(Some(addr)) => addr,
+            // A looked-up name may give IPv6 and IPv4 addresses: prefer this socket's family.
+            addrs => {
+                let v4 = self.local_addr()?.is_ipv4();
+                let all: Vec<SocketAddr> = addrs.collect();
+                let found = all.iter().find(|a| a.is_ipv4() == v4).or(all.first());
+                *found.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address to send to")
+                })?
+            }
         };
         self.inner.write_with(|s| s.send_to(buf, target)).await
     }
