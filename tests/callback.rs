@@ -1,0 +1,522 @@
+//! The libevent-style callback API: events, the loop's exits, priorities, signals, buffer events,
+//! listeners, and callbacks mixed with async tasks.
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use evloop::event::{BevFlags, BufferEvent, Event, EventBase, Flags, Listener};
+use util::{cpu_time_thread, with_deadline, TEST_LIMIT};
+
+/// A non-blocking socket pair.
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn one_shot_fires_once_persist_keeps_firing() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let (a, mut b) = pair();
+        b.write_all(b"x").unwrap();
+        let hits = Rc::new(Cell::new(0));
+        let h = hits.clone();
+        let one = Event::new(&base, a.as_raw_fd(), Flags::READ, move |_, what| {
+            assert_eq!(what, Flags::READ);
+            h.set(h.get() + 1);
+        })
+        .unwrap();
+        one.add(None).unwrap();
+        base.dispatch(); // the one-shot event fires, then nothing is pending
+        assert_eq!(hits.get(), 1);
+        assert!(!one.is_pending());
+        drop(one);
+
+        let h = hits.clone();
+        let persist = Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |ctx, _| {
+            h.set(h.get() + 1);
+            if h.get() == 4 {
+                ctx.del();
+            }
+        })
+        .unwrap();
+        persist.add(None).unwrap();
+        base.dispatch(); // the byte is never read: level-triggered, it fires every round
+        assert_eq!(hits.get(), 4);
+        assert!(!persist.is_pending());
+    });
+}
+
+#[test]
+fn level_fires_while_ready_edge_fires_once_per_arrival() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let (a, mut b) = pair();
+        let (c, mut d) = pair();
+        let level = Rc::new(Cell::new(0));
+        let edge = Rc::new(Cell::new(0));
+        let (l, e) = (level.clone(), edge.clone());
+        let lev = Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |_, _| l.set(l.get() + 1)).unwrap();
+        let et = Event::new(&base, c.as_raw_fd(), Flags::READ | Flags::PERSIST | Flags::ET, move |_, _| e.set(e.get() + 1))
+            .unwrap();
+        lev.add(None).unwrap();
+        et.add(None).unwrap();
+        b.write_all(b"x").unwrap();
+        d.write_all(b"x").unwrap();
+        for _ in 0..5 {
+            base.loop_once(true);
+            std::thread::sleep(MS);
+            base.loop_once(false);
+        }
+        assert!(level.get() >= 5, "level-triggered fired {} times", level.get());
+        assert_eq!(edge.get(), 1, "edge-triggered must fire once for one arrival");
+        d.write_all(b"y").unwrap();
+        let start = Instant::now();
+        while edge.get() < 2 && start.elapsed() < Duration::from_secs(2) {
+            base.loop_once(false);
+        }
+        assert_eq!(edge.get(), 2);
+    });
+}
+
+#[test]
+fn timeout_fires_with_timeout_flag_when_idle() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let (a, _b) = pair();
+        let got = Rc::new(Cell::new(Flags::empty()));
+        let g = got.clone();
+        let ev = Event::new(&base, a.as_raw_fd(), Flags::READ, move |_, what| g.set(what)).unwrap();
+        let start = Instant::now();
+        ev.add(Some(20 * MS)).unwrap();
+        base.dispatch();
+        assert_eq!(got.get(), Flags::TIMEOUT);
+        assert!(start.elapsed() >= 20 * MS);
+
+        // A pure timer, re-added from its own callback three times.
+        let n = Rc::new(Cell::new(0));
+        let m = n.clone();
+        let t = Event::timer(&base, move |ctx, what| {
+            assert_eq!(what, Flags::TIMEOUT);
+            m.set(m.get() + 1);
+            if m.get() < 3 {
+                ctx.add(Some(MS)).unwrap();
+            }
+        });
+        t.add(Some(MS)).unwrap();
+        base.dispatch();
+        assert_eq!(n.get(), 3);
+    });
+}
+
+#[test]
+fn loopexit_loopbreak_and_exit_handle() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let idle = Event::timer(&base, |_, _| {});
+        idle.add(None).unwrap(); // pending forever: only an exit ends the loop
+
+        let start = Instant::now();
+        base.loopexit(Some(30 * MS));
+        base.dispatch();
+        assert!(base.got_exit() && !base.got_break());
+        assert!(start.elapsed() >= 30 * MS);
+
+        // loopbreak stops right after the current callback: of two active events only one runs.
+        let ran = Rc::new(Cell::new(0));
+        let mk = |ran: Rc<Cell<i32>>| {
+            Event::timer(&base, move |ctx, _| {
+                ran.set(ran.get() + 1);
+                ctx.base().loopbreak();
+            })
+        };
+        let (e1, e2) = (mk(ran.clone()), mk(ran.clone()));
+        e1.activate(Flags::TIMEOUT);
+        e2.activate(Flags::TIMEOUT);
+        base.dispatch();
+        assert!(base.got_break());
+        assert_eq!(ran.get(), 1);
+        base.dispatch(); // the other one runs in the next loop
+        assert_eq!(ran.get(), 2);
+
+        let exit = base.exit_handle();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(20 * MS);
+            exit.exit();
+        });
+        base.dispatch();
+        assert!(base.got_exit());
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn priorities_run_lowest_number_first() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::with_priorities(3).unwrap();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let events: Vec<Event> = [2, 0, 1, 2, 0]
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let o = order.clone();
+                let ev = Event::timer(&base, move |_, _| o.borrow_mut().push(p));
+                ev.set_priority(p).unwrap();
+                let _ = i;
+                ev
+            })
+            .collect();
+        assert!(events[0].set_priority(3).is_err());
+        for ev in &events {
+            ev.activate(Flags::TIMEOUT);
+        }
+        base.dispatch();
+        assert_eq!(*order.borrow(), vec![0, 0, 1, 2, 2]);
+    });
+}
+
+#[test]
+fn delete_or_drop_from_callbacks_is_safe() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        // An event that drops itself (its only handle lives in its own state).
+        let slot: Rc<RefCell<Option<Event>>> = Rc::new(RefCell::new(None));
+        let s = slot.clone();
+        let marker = Rc::new(());
+        let m = marker.clone();
+        let ev = Event::timer(&base, move |ctx, _| {
+            let _keep = &m;
+            s.borrow_mut().take(); // drops this very event while its callback runs
+            assert!(!ctx.is_alive());
+        });
+        ev.activate(Flags::TIMEOUT);
+        *slot.borrow_mut() = Some(ev);
+        base.dispatch();
+        assert!(slot.borrow().is_none());
+        assert_eq!(Rc::strong_count(&marker), 1, "the freed callback was dropped after it ran");
+
+        // An event that deletes and drops another active event: the other never runs.
+        let other_ran = Rc::new(Cell::new(false));
+        let o = other_ran.clone();
+        let other = Rc::new(RefCell::new(Some(Event::timer(&base, move |_, _| o.set(true)))));
+        let victim = other.clone();
+        let killer = Event::timer(&base, move |_, _| {
+            let ev = victim.borrow_mut().take().unwrap();
+            ev.del();
+            drop(ev);
+        });
+        killer.set_priority(0).unwrap();
+        killer.activate(Flags::TIMEOUT);
+        other.borrow().as_ref().unwrap().activate(Flags::TIMEOUT);
+        base.dispatch();
+        assert!(!other_ran.get());
+
+        // A persistent fd event deleted from another event's callback stops firing.
+        let (a, mut b) = pair();
+        b.write_all(b"x").unwrap();
+        let reads = Rc::new(Cell::new(0));
+        let r = reads.clone();
+        let reader = Rc::new(Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |_, _| r.set(r.get() + 1)).unwrap());
+        reader.add(None).unwrap();
+        let rd = reader.clone();
+        let stopper = Event::timer(&base, move |_, _| rd.del());
+        stopper.add(Some(5 * MS)).unwrap();
+        base.dispatch();
+        let n = reads.get();
+        assert!(n > 0);
+        assert!(!reader.is_pending());
+    });
+}
+
+#[test]
+fn read_and_write_events_share_one_fd() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let (a, mut b) = pair();
+        let fd = a.as_raw_fd();
+        let seen = Rc::new(Cell::new(Flags::empty()));
+        let (s1, s2) = (seen.clone(), seen.clone());
+        let w = Event::new(&base, fd, Flags::WRITE, move |_, what| s1.set(s1.get() | what)).unwrap();
+        let r = Event::new(&base, fd, Flags::READ, move |_, what| s2.set(s2.get() | what)).unwrap();
+        w.add(None).unwrap();
+        r.add(None).unwrap();
+        b.write_all(b"x").unwrap();
+        base.dispatch();
+        assert_eq!(seen.get(), Flags::READ | Flags::WRITE);
+        // Mixing ET and level on one fd is refused, as in libevent.
+        let lv = Event::new(&base, fd, Flags::READ, |_, _| {}).unwrap();
+        lv.add(None).unwrap();
+        let et = Event::new(&base, fd, Flags::WRITE | Flags::ET, |_, _| {}).unwrap();
+        assert!(et.add(None).is_err());
+    });
+}
+
+#[test]
+fn signal_event_runs_from_the_loop() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let hits = Rc::new(Cell::new(0));
+        let h = hits.clone();
+        let ev = Event::signal(&base, libc::SIGUSR2, move |ctx, what| {
+            assert!(what.contains(Flags::SIGNAL));
+            assert_eq!(ctx.fd(), libc::SIGUSR2);
+            h.set(h.get() + 1);
+            if h.get() == 2 {
+                ctx.del();
+            }
+        })
+        .unwrap();
+        ev.add(None).unwrap();
+        let raiser = Event::timer(&base, |_, _| {
+            // SAFETY: raise has no preconditions; a handler for SIGUSR2 is installed.
+            unsafe { libc::raise(libc::SIGUSR2) };
+        });
+        raiser.add(Some(MS)).unwrap();
+        let r2 = Event::timer(&base, |_, _| {
+            // SAFETY: as above.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+        });
+        r2.add(Some(20 * MS)).unwrap();
+        base.dispatch();
+        assert_eq!(hits.get(), 2);
+    });
+}
+
+#[test]
+fn mixed_callbacks_and_async_tasks() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let handle = base.handle().clone();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        // A callback spawns a task; the task sleeps, then adds a callback event that ends the loop.
+        let start = Event::timer(&base, move |_, _| {
+            l.borrow_mut().push("callback");
+            let (handle, l) = (handle.clone(), l.clone());
+            evloop::spawn_local(async move {
+                evloop::time::sleep(2 * MS).await;
+                l.borrow_mut().push("task");
+                let l2 = l.clone();
+                let ev = Event::timer(&handle, move |ctx, _| {
+                    l2.borrow_mut().push("event from task");
+                    ctx.base().loopexit(None);
+                });
+                ev.activate(Flags::TIMEOUT);
+                std::mem::forget(ev);
+            });
+        });
+        start.add(Some(MS)).unwrap();
+        let keepalive = Event::timer(&base, |_, _| {});
+        keepalive.add(None).unwrap();
+        base.dispatch();
+        assert_eq!(*log.borrow(), ["callback", "task", "event from task"]);
+
+        // block_on runs async code with the base's events live.
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        let t = Event::timer(&base, move |_, _| f.set(true));
+        t.add(Some(MS)).unwrap();
+        let fired2 = fired.clone();
+        let v = base.block_on(async move {
+            while !fired2.get() {
+                evloop::time::sleep(MS).await;
+            }
+            7
+        });
+        assert_eq!(v, 7);
+    });
+}
+
+/// Serves an echo with buffer events on `listener`'s connections until `dispatch` ends.
+fn echo_listener(base: &EventBase) -> Listener {
+    let handle = base.handle().clone();
+    Listener::bind(base, "127.0.0.1:0".parse().unwrap(), move |stream, _| {
+        stream.set_nodelay(true).unwrap();
+        let bev = BufferEvent::socket(&handle, stream, true).unwrap();
+        bev.set_read_cb(|bev| {
+            let mut input = bev.input();
+            bev.output().append_buffer(&mut input);
+        });
+        bev.set_event_cb(|bev, _| bev.free());
+        bev.enable(Flags::READ);
+    })
+    .unwrap()
+}
+
+#[test]
+fn hundred_clients_echo_every_byte() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let listener = echo_listener(&base);
+        let addr = listener.local_addr();
+        let exit = base.exit_handle();
+        let clients = std::thread::spawn(move || {
+            let r = evloop::block_on(async move {
+                let tasks: Vec<_> = (0..100u32)
+                    .map(|i| {
+                        evloop::spawn(async move {
+                            use futures::{AsyncReadExt, AsyncWriteExt};
+                            let s = evloop::net::TcpStream::connect(addr).await?;
+                            let data: Vec<u8> = (0..20_000u32).map(|j| (i * 7 + j * 13) as u8).collect();
+                            let (mut rd, mut wr) = s.split();
+                            let send = async { wr.write_all(&data).await };
+                            let mut back = vec![0; data.len()];
+                            let recv = async { rd.read_exact(&mut back).await };
+                            let (a, b) = futures::join!(send, recv);
+                            a?;
+                            b?;
+                            assert!(back == data, "client {i} got different bytes back");
+                            Ok::<(), std::io::Error>(())
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap()?;
+                }
+                Ok::<(), std::io::Error>(())
+            });
+            exit.exit();
+            r
+        });
+        base.dispatch();
+        clients.join().unwrap().unwrap();
+        drop(listener);
+    });
+}
+
+#[test]
+fn bufferevent_eof_error_and_read_timeout() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let watch = |s: UnixStream, timeout: Option<Duration>| {
+            let bev = BufferEvent::socket(&base, s, true).unwrap();
+            let g = got.clone();
+            bev.set_event_cb(move |bev, what| {
+                g.borrow_mut().push(what);
+                bev.free();
+            });
+            bev.set_timeouts(timeout, None);
+            bev.enable(Flags::READ);
+            bev
+        };
+        // EOF: the peer shuts down its write side.
+        let (a, b) = pair();
+        watch(a, None);
+        b.shutdown(Shutdown::Write).unwrap();
+        base.dispatch();
+        assert_eq!(got.borrow_mut().pop(), Some(BevFlags::EOF | BevFlags::READING));
+
+        // Read timeout: the peer stays silent.
+        let (a, _b) = pair();
+        let start = Instant::now();
+        watch(a, Some(30 * MS));
+        base.dispatch();
+        assert_eq!(got.borrow_mut().pop(), Some(BevFlags::TIMEOUT | BevFlags::READING));
+        assert!(start.elapsed() >= 30 * MS);
+
+        // Error: the TCP peer resets the connection (SO_LINGER 0) after we wrote to it.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let bev = BufferEvent::socket(&base, server, true).unwrap();
+        let g = got.clone();
+        bev.set_event_cb(move |bev, what| {
+            g.borrow_mut().push(what);
+            assert!(what.contains(BevFlags::ERROR) == bev.take_error().is_some());
+            bev.free();
+        });
+        bev.enable(Flags::READ);
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: `linger` is a live value of the size passed.
+        unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32,
+            )
+        };
+        drop(client);
+        base.dispatch();
+        let what = got.borrow_mut().pop().unwrap();
+        assert!(what.contains(BevFlags::READING) && what.intersects(BevFlags::ERROR | BevFlags::EOF), "{what:?}");
+    });
+}
+
+#[test]
+fn high_watermark_bounds_buffers_without_spinning() {
+    with_deadline(TEST_LIMIT, || {
+        const HIGH: usize = 64 * 1024;
+        const OUT_MAX: usize = 256 * 1024;
+        let base = EventBase::new().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let bev = BufferEvent::socket(&base, server, true).unwrap();
+        let peak = Rc::new(Cell::new((0, 0)));
+        let p = peak.clone();
+        // Echo, but hold input back while the output (which the peer never reads) is full.
+        let move_some = move |bev: &BufferEvent| {
+            let mut input = bev.input();
+            let mut output = bev.output();
+            if output.len() < OUT_MAX {
+                output.append_buffer(&mut input);
+            }
+            let (i, o) = p.get();
+            p.set((i.max(input.len()), o.max(output.len())));
+        };
+        let m2 = move_some.clone();
+        bev.set_read_cb(move_some);
+        bev.set_write_cb(m2);
+        bev.set_watermark(Flags::READ, 0, HIGH);
+        bev.set_watermark(Flags::WRITE, OUT_MAX / 2, 0);
+        bev.enable(Flags::READ);
+
+        let exit = base.exit_handle();
+        let writer = std::thread::spawn(move || {
+            peer.set_nonblocking(true).unwrap();
+            let chunk = vec![7u8; 64 * 1024];
+            let (mut sent, mut stuck_since) = (0usize, None::<Instant>);
+            while sent < 10 << 20 {
+                match peer.write(&chunk[..chunk.len().min((10 << 20) - sent)]) {
+                    Ok(n) => (sent, stuck_since) = (sent + n, None),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if stuck_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(300) {
+                            break;
+                        }
+                        std::thread::sleep(MS);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            exit.exit();
+            (peer, sent)
+        });
+        base.dispatch();
+        let (_peer, sent) = writer.join().unwrap();
+        // Now the server is paused at its watermark with data waiting in the kernel: it must idle.
+        let cpu = cpu_time_thread();
+        base.loopexit(Some(Duration::from_millis(300)));
+        base.dispatch();
+        let spent = cpu_time_thread() - cpu;
+        let (max_in, max_out) = peak.get();
+        assert!(max_in <= HIGH, "input grew to {max_in}");
+        assert!(max_out <= OUT_MAX + HIGH, "output grew to {max_out}");
+        assert!(sent > OUT_MAX, "the peer could write only {sent} bytes");
+        assert!(spent < Duration::from_millis(100), "the paused loop used {spent:?} of CPU in 300 ms");
+        bev.free();
+    });
+}
