@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: evloop's echo servers against tokio, smol, libevent and a
+# hand-written mio loop, then the microbenchmarks. Method: ../shared/BENCHMARKING.md and the
+# "Echo servers" section of BENCHMARKS.md, which this script rewrites.
+#
+#   benches/run.sh              full suite (under 15 minutes on 2 cores); rewrites BENCHMARKS.md
+#   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
+#
+# Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
+#          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...".
+# Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, gcc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
+COMMAND_LINE="benches/run.sh $*"
+while (($#)); do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --write) WRITE=1 ;;
+        --no-write) WRITE=0 ;;
+        --no-micro) MICRO=0 ;;
+        --no-install) INSTALL=0 ;;
+        --reps) REPS=$2; shift ;;
+        --secs) SECS=$2; shift ;;
+        --servers) ONLY_SERVERS=$2; shift ;;
+        --scenarios) ONLY_SCENARIOS=$2; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if ((QUICK)); then
+    REPS=${REPS:-1} SECS=${SECS:-1} WARMUP=0.3 IDLE_CONNS=2000 WRITE=${WRITE:-0}
+    STRACE_SCENARIOS="pp64x50"
+else
+    REPS=${REPS:-3} SECS=${SECS:-2} WARMUP=0.5 IDLE_CONNS=10000 WRITE=${WRITE:-1}
+    STRACE_SCENARIOS="pp64x1 pp64x50 pp64x1000 stream16k"
+fi
+
+# --- What the suite needs on a fresh Debian machine ------------------------------------------------
+missing=()
+command -v strace >/dev/null || missing+=(strace)
+command -v cc >/dev/null || missing+=(gcc)
+command -v taskset >/dev/null || missing+=(util-linux)
+[ -f /usr/include/event2/bufferevent.h ] || missing+=(libevent-dev)
+if ((${#missing[@]})); then
+    ((INSTALL)) || { echo "run.sh: missing ${missing[*]} (and --no-install given)" >&2; exit 1; }
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    echo "== installing ${missing[*]}"
+    $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# 10,000 idle connections need that many descriptors on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < IDLE_CONNS + 1000)); then
+    IDLE_CONNS=$(($(ulimit -n) - 1000))
+    echo "run.sh: RLIMIT_NOFILE is $(ulimit -n): the idle scenario opens $IDLE_CONNS connections" >&2
+fi
+
+# --- Build ------------------------------------------------------------------------------------------
+echo "== building (release)"
+TARGET=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+bench_exe() { # the executable of a bench target, built in release mode
+    cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+        grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1
+}
+cargo build --release --bench echo
+ECHO=$(bench_exe echo)
+[ -x "$ECHO" ] || { echo "run.sh: could not locate the echo bench binary" >&2; exit 1; }
+EVLOOP_EXAMPLES=()
+for ex in echo_async echo_callback echo_callback_raw; do
+    [ -f "examples/$ex.rs" ] || continue
+    if cargo build --release --example "$ex"; then
+        EVLOOP_EXAMPLES+=("$ex")
+    else
+        echo "run.sh: examples/$ex.rs does not build: left out of this run" >&2
+    fi
+done
+cc -O2 -Wall -o "$TARGET/release/libevent_echo" benches/libevent_echo.c -levent
+
+server_cmd() { # the command line of a server, before --addr
+    case $1 in
+        evloop-async) echo "$TARGET/release/examples/echo_async" ;;
+        evloop-callback) echo "$TARGET/release/examples/echo_callback" ;;
+        evloop-callback-raw) echo "$TARGET/release/examples/echo_callback_raw" ;;
+        libevent) echo "$TARGET/release/libevent_echo" ;;
+        *) echo "$ECHO server $1" ;;
+    esac
+}
+SERVERS=()
+for ex in "${EVLOOP_EXAMPLES[@]}"; do
+    case $ex in
+        echo_async) SERVERS+=(evloop-async) ;;
+        echo_callback) SERVERS+=(evloop-callback) ;;
+        echo_callback_raw) SERVERS+=(evloop-callback-raw) ;;
+    esac
+done
+SERVERS+=(tokio-ct tokio-mt smol mio libevent)
+if [ -n "$ONLY_SERVERS" ]; then read -r -a SERVERS <<<"$ONLY_SERVERS"; fi
+
+# name | client arguments. Every run: a fresh server on core 0, the client on core 1.
+SCENARIOS=(
+    "pp64x1|--type pp --conns 1 --size 64"
+    "pp64x50|--type pp --conns 50 --size 64"
+    "pp64x1000|--type pp --conns 1000 --size 64"
+    "stream16k|--type stream --conns 1 --size 16384 --window 262144"
+    "rate20k|--type rate --conns 100 --size 64 --rate 20000"
+    "fair|--type fair --conns 100 --size 64"
+    "idle|--type idle --conns $IDLE_CONNS"
+)
+
+# --- Running ----------------------------------------------------------------------------------------
+OUT="$TARGET/bench-results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt" LOG="$OUT/run.log"
+: >"$RESULTS"
+SPID=""
+cleanup() { if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+PORT=7400
+run_one() { # label name run(measure|strace) client-args...
+    local label=$1 name=$2 run=$3; shift 3
+    local addr cmd
+    # Skip ports someone else listens on: the client must never measure a stranger.
+    for _ in $(seq 200); do
+        PORT=$((PORT >= 8399 ? 7400 : PORT + 1))
+        "$ECHO" wait --addr "127.0.0.1:$PORT" --timeout 0 2>/dev/null || break
+    done
+    addr="127.0.0.1:$PORT"
+    read -r -a cmd <<<"$(server_cmd "$label")"
+    taskset -c 0 "${cmd[@]}" --addr "$addr" >>"$OUT/server-$label.log" 2>&1 &
+    SPID=$!
+    if ! "$ECHO" wait --addr "$addr" --timeout 10 2>>"$LOG" || ! kill -0 "$SPID" 2>/dev/null; then
+        echo "   $label did not start (see $OUT/server-$label.log)" | tee -a "$LOG"
+        cleanup; SPID=""; return 0
+    fi
+    local extra=()
+    [ "$run" = strace ] && extra=(--strace)
+    if ! timeout $((${SECS%.*} + 90)) taskset -c 1 "$ECHO" client --addr "$addr" --server-pid "$SPID" \
+        --label "$label" --name "$name" --secs "$SECS" --warmup "$WARMUP" "$@" "${extra[@]}" \
+        >"$OUT/last.txt" 2>>"$LOG"; then
+        echo "   $label $name ($run): client failed (see $LOG)" | tee -a "$LOG"
+    fi
+    grep '^RESULT' "$OUT/last.txt" >>"$RESULTS" || true
+    sed -n 's/^  /   /p' "$OUT/last.txt"
+    if ! kill -0 "$SPID" 2>/dev/null; then echo "   $label exited during the run" | tee -a "$LOG"; fi
+    cleanup; SPID=""
+}
+
+START=$(date +%s)
+echo "== echo servers: ${SERVERS[*]}"
+echo "== $REPS repetition(s) of ${SECS} s per server and scenario; results in $OUT"
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "== load average before the run: $load (a busy machine makes every figure noisier)"
+for entry in "${SCENARIOS[@]}"; do
+    name=${entry%%|*}
+    read -r -a args <<<"${entry#*|}"
+    if [ -n "$ONLY_SCENARIOS" ] && [[ " $ONLY_SCENARIOS " != *" $name "* ]]; then continue; fi
+    echo "-- $name"
+    n=${#SERVERS[@]}
+    for ((rep = 0; rep < REPS; rep++)); do
+        # Rotate the order each repetition, so no server always follows the same one.
+        for ((k = 0; k < n; k++)); do
+            run_one "${SERVERS[$(((k + rep) % n))]}" "$name" measure "${args[@]}"
+        done
+    done
+    if [[ " $STRACE_SCENARIOS " == *" $name "* ]]; then
+        for s in "${SERVERS[@]}"; do run_one "$s" "$name" strace "${args[@]}"; done
+    fi
+done
+echo "== echo suite took $(($(date +%s) - START)) s"
+
+# --- Microbenchmarks ----------------------------------------------------------------------------------
+MICRO_TABLE=""
+if ((MICRO)) && [ -f benches/micro.rs ]; then
+    echo "== microbenchmarks"
+    MICRO_EXE=$(bench_exe micro || true)
+    if [ -x "$MICRO_EXE" ]; then
+        q=(); ((QUICK)) && q=(--quick)
+        timeout 600 taskset -c 1 "$MICRO_EXE" "${q[@]}" >"$OUT/micro.txt" 2>>"$LOG" || echo "run.sh: micro failed (see $LOG)"
+        MICRO_TABLE=$OUT/micro.txt
+    else
+        echo "run.sh: benches/micro.rs does not build: skipped" | tee -a "$LOG"
+    fi
+fi
+
+# --- Report -------------------------------------------------------------------------------------------
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+MACHINE="$(nproc) cores, ${CPU:-unknown CPU}, Linux $(uname -r), load average $load at the start"
+report=("$ECHO" report "$RESULTS" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --machine "$MACHINE"
+    --command "$COMMAND_LINE" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')")
+((WRITE)) && report+=(--update BENCHMARKS.md)
+echo
+"${report[@]}" | tee "$OUT/tables.md"
+if [ -n "$MICRO_TABLE" ]; then
+    echo "## Microbenchmarks (this run)"
+    cat "$MICRO_TABLE"
+fi
+echo "== total $(($(date +%s) - START)) s; raw results: $RESULTS"
