@@ -176,11 +176,6 @@ impl Events {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.buf.clear();
-        self.len = 0;
-    }
-
     /// The events of the last wait, without the notifier's.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         self.buf[..self.len]

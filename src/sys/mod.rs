@@ -14,7 +14,7 @@
 //!     (`None`: no deadline; a deadline in the past: do not block). The deadline is honoured to well under
 //!     a millisecond. An interrupted wait (EINTR) returns `Ok` with no events.
 //!   - `notify()`: makes a blocked or the next `wait` return, from any thread. Cheap to call repeatedly.
-//! - `Events`: a reusable buffer of returned events; `Events::with_capacity(n)`, `iter()`, `clear()`.
+//! - `Events`: a reusable buffer of returned events; `Events::with_capacity(n)`, `iter()`.
 //! - `Event`: `key`, and the flags `readable`, `writable`, `read_closed`, `write_closed`, `error`.
 //!   The notifier's own events never reach the caller.
 //!

@@ -196,6 +196,7 @@ impl TimerWheel {
     }
 
     /// True while the key names a pending timer.
+    #[cfg(test)]
     pub(crate) fn is_pending(&self, key: TimerKey) -> bool {
         self.lookup(key).is_some()
     }
@@ -263,6 +264,7 @@ impl TimerWheel {
     }
 
     /// True when no timer is pending.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
