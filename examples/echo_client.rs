@@ -17,6 +17,9 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 /// Latency histogram resolution is 1 µs; anything slower than this lands in the last bucket.
 const MAX_LATENCY_US: usize = 1_000_000;
 
+/// Round trips counted by latency in µs, shared by the connection tasks (all on this thread).
+type Histogram = Rc<RefCell<Vec<u64>>>;
+
 fn main() -> io::Result<()> {
     let [addr, conns, msgs, size] = parse_args()?;
     let (conns, msgs, size): (usize, usize, usize) = (num(&conns)?, num(&msgs)?, num(&size)?);
@@ -33,12 +36,10 @@ fn main() -> io::Result<()> {
         }
         Ok::<(), io::Error>(())
     })?;
-    let elapsed = start.elapsed();
-    let total = (conns * msgs) as f64;
-    let histogram = histogram.borrow();
+    let (elapsed, histogram) = (start.elapsed(), histogram.borrow());
     println!(
         "{conns} conns x {msgs} msgs x {size} B: {:.0} round trips/s, p50 {:?}, p99 {:?} ({:.2?} total)",
-        total / elapsed.as_secs_f64(),
+        (conns * msgs) as f64 / elapsed.as_secs_f64(),
         percentile(&histogram, 0.50),
         percentile(&histogram, 0.99),
         elapsed
@@ -52,7 +53,7 @@ async fn connection(
     c: usize,
     msgs: usize,
     size: usize,
-    hist: Rc<RefCell<Vec<u64>>>,
+    hist: Histogram,
 ) -> io::Result<()> {
     let mut stream = TcpStream::connect(addr.as_str()).await?;
     stream.set_nodelay(true)?;
@@ -64,16 +65,12 @@ async fn connection(
         let sent = Instant::now();
         stream.write_all(&msg).await?;
         stream.read_exact(&mut echo).await?;
-        let us = sent.elapsed().as_micros() as usize;
+        hist.borrow_mut()[(sent.elapsed().as_micros() as usize).min(MAX_LATENCY_US)] += 1;
         if echo != msg {
             let k = (0..size).find(|&k| echo[k] != msg[k]).unwrap_or(0);
-            let why = format!(
-                "connection {c}, message {m}: byte {k} came back as {}",
-                echo[k]
-            );
+            let why = format!("connection {c}, message {m}: byte {k} differs");
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
-        hist.borrow_mut()[us.min(MAX_LATENCY_US)] += 1;
     }
     Ok(())
 }
@@ -81,15 +78,13 @@ async fn connection(
 /// The latency below which a fraction `q` of the round trips fall.
 fn percentile(histogram: &[u64], q: f64) -> Duration {
     let total: u64 = histogram.iter().sum();
-    let target = (total as f64 * q).ceil() as u64;
+    let target = ((total as f64 * q).ceil() as u64).max(1);
     let mut seen = 0;
-    for (us, &count) in histogram.iter().enumerate() {
-        seen += count;
-        if seen >= target.max(1) {
-            return Duration::from_micros(us as u64);
-        }
-    }
-    Duration::ZERO
+    let us = histogram.iter().position(|&n| {
+        seen += n;
+        seen >= target
+    });
+    Duration::from_micros(us.unwrap_or(0) as u64)
 }
 
 /// `[addr, conns, msgs, size]` from `--addr --conns --msgs --size`, parsed by hand.

@@ -333,6 +333,10 @@ fn host_names_resolve_off_thread_and_each_address_is_tried() {
             .await
             .expect_err("unknown host");
         assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+        let err = TcpStream::connect("no port here")
+            .await
+            .expect_err("not host:port");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         Ok::<(), io::Error>(())
     })
     .unwrap();

@@ -45,12 +45,10 @@ pub(crate) mod sealed {
 #[doc(hidden)]
 #[derive(Debug)]
 pub enum Resolve {
-    /// The addresses, known without a lookup.
+    /// The addresses, known without a lookup (or an error found without one).
     Ready(io::Result<Addrs>),
-    /// A `host:port` string to look up on the blocking pool.
-    Lookup(String),
-    /// A host and a port to look up on the blocking pool.
-    LookupPair(String, u16),
+    /// A host name and a port to look up on the blocking pool.
+    Lookup(String, u16),
 }
 
 /// An iterator over resolved addresses; a single address needs no allocation.
@@ -79,35 +77,28 @@ impl Iterator for Addrs {
 /// # Errors
 /// The lookup's error (with the name and a hint), or `InvalidInput` when it yields no address.
 pub(crate) async fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Addrs> {
-    let (what, lookup): (
-        String,
-        Box<dyn FnOnce() -> io::Result<Vec<SocketAddr>> + Send>,
-    ) = match addr.to_addrs() {
+    let (host, port) = match addr.to_addrs() {
         Resolve::Ready(addrs) => return addrs,
-        Resolve::Lookup(s) => (
-            s.clone(),
-            Box::new(move || std::net::ToSocketAddrs::to_socket_addrs(&s).map(Vec::from_iter)),
-        ),
-        Resolve::LookupPair(h, p) => (
-            format!("{h}:{p}"),
-            Box::new(move || {
-                std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), p)).map(Vec::from_iter)
-            }),
-        ),
+        Resolve::Lookup(host, port) => (host, port),
     };
-    let found = crate::blocking::spawn_blocking(lookup)
-        .await
-        .map_err(|e| io::Error::other(format!("the lookup of `{what}` did not finish: {e}")))?;
+    let what = format!("{host}:{port}");
+    let found = crate::blocking::spawn_blocking(move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Vec::from_iter)
+    })
+    .await
+    .map_err(|e| io::Error::other(format!("the lookup of `{what}` did not finish: {e}")))?;
     match found {
         Ok(v) if v.is_empty() => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("`{what}` resolved to no address: check the host name, or pass an IP address"),
         )),
         Ok(v) => Ok(Addrs::Many(v.into_iter())),
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot resolve `{what}` ({e}): check the host name and port, or pass an IP address"),
-        )),
+        Err(e) => {
+            let message = format!(
+                "cannot resolve `{what}` ({e}): check the host name, or pass an IP address"
+            );
+            Err(super::explain(e, message))
+        }
     }
 }
 
@@ -183,7 +174,7 @@ impl sealed::Sealed for [SocketAddr] {
     fn to_addrs(&self) -> Resolve {
         match self {
             [one] => ready(*one),
-            many => Resolve::Ready(Ok(Addrs::Many(many.to_vec().into_iter()))),
+            many => Resolve::Ready(Ok(Addrs::Many(Vec::from(many).into_iter()))),
         }
     }
 }
@@ -191,9 +182,20 @@ impl sealed::Sealed for [SocketAddr] {
 impl ToSocketAddrs for str {}
 impl sealed::Sealed for str {
     fn to_addrs(&self) -> Resolve {
-        match self.parse::<SocketAddr>() {
-            Ok(addr) => ready(addr),
-            Err(_) => Resolve::Lookup(self.to_owned()),
+        if let Ok(addr) = self.parse::<SocketAddr>() {
+            return ready(addr);
+        }
+        match self
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()))
+        {
+            Some((host, Ok(port))) => Resolve::Lookup(host.to_owned(), port),
+            _ => Resolve::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{self}` is not a socket address: write it as host:port, e.g. 127.0.0.1:7000"
+                ),
+            ))),
         }
     }
 }
@@ -210,7 +212,7 @@ impl sealed::Sealed for (&str, u16) {
     fn to_addrs(&self) -> Resolve {
         match self.0.parse::<IpAddr>() {
             Ok(ip) => ready((ip, self.1).into()),
-            Err(_) => Resolve::LookupPair(self.0.to_owned(), self.1),
+            Err(_) => Resolve::Lookup(self.0.to_owned(), self.1),
         }
     }
 }

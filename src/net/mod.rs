@@ -16,6 +16,7 @@
 //!
 //! evloop::block_on(async {
 //!     let listener = TcpListener::bind("127.0.0.1:7000").await?;
+//!     # if false { return Ok::<(), std::io::Error>(()); }
 //!     loop {
 //!         let (stream, _peer) = listener.accept().await?;
 //!         evloop::spawn(async move {
