@@ -289,7 +289,7 @@ fn sleep_reset_from_another_thread_while_the_runtime_is_parked() {
 
 /// Period of the interval tests: long enough that a stall of 5.5 periods is unambiguous on a busy
 /// machine, short enough to keep each test well under a second.
-const P: Duration = Duration::from_millis(40);
+const P: Duration = Duration::from_millis(60);
 
 /// Ticks once at `start`, then stalls the runtime's thread for 5.5 periods (ticks 1..=5 are missed).
 /// Returns the interval and when the stall ended.
@@ -342,13 +342,20 @@ fn interval_delay_shifts_the_schedule() {
 /// period after the previous *scheduled* instant, not after the moment the task got to run.
 #[test]
 fn interval_delay_does_not_drift_when_no_tick_is_missed() {
+    const Q: Duration = Duration::from_millis(10);
     util::block_on(async {
-        let start = Instant::now();
-        let mut iv = interval_at(start, ms(5));
+        let mut iv = interval(Q);
         iv.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // (scheduled instant, when the tick was seen) of the previous tick.
+        let mut prev: Option<(Instant, Instant)> = None;
         for k in 0..10 {
-            let t = iv.tick().await;
-            assert_eq!(t - start, ms(5) * k, "tick {k} drifted");
+            let scheduled = iv.tick().await;
+            let seen = Instant::now();
+            // Only a tick taken a full period late may shift the schedule (a loaded machine can do that).
+            if let Some((prev_scheduled, _)) = prev.filter(|&(s, seen)| seen < s + Q) {
+                assert_eq!(scheduled, prev_scheduled + Q, "tick {k} drifted");
+            }
+            prev = Some((scheduled, seen));
         }
     });
 }
