@@ -63,6 +63,10 @@
 //! | `JoinHandle`, `JoinError`, `yield_now` | `src/task.rs` |
 //! | timing wheel; `sleep`, `interval`, `timeout` | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs` |
 //! | `Async<T>` for any file descriptor | `src/io.rs` |
+//! | `spawn_blocking` | `src/blocking.rs` |
+//! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
+//! | the libevent-style callback API | `src/event/` |
+//! | signals | `src/signal.rs` |
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
