@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::executor::TaskMeta;
 
@@ -27,9 +27,10 @@ impl<T> Unpin for JoinHandle<T> {}
 enum State<T> {
     /// The task runs (or has finished and holds its output).
     Running(async_task::FallibleTask<T, TaskMeta>),
-    /// `abort` was called: this resolves once the task's future has been dropped (`None`), or with the
-    /// output if the task finished first.
-    Cancelling(Pin<Box<dyn Future<Output = Option<T>> + Send>>),
+    /// `abort` was called: the future resolves once the task's future has been dropped (`None`), or
+    /// with the output if the task finished first. The waker is the awaiter's, from the last `poll`:
+    /// async-task keeps one awaiter, so `is_finished` must poll with it rather than steal the wake.
+    Cancelling(Pin<Box<dyn Future<Output = Option<T>> + Send>>, Option<Waker>),
     /// The outcome was taken, or found by `is_finished`.
     Done(Option<Result<T, JoinError>>),
 }
@@ -73,10 +74,11 @@ impl<T: 'static> JoinHandle<T> {
             unreachable!()
         };
         let mut cancel: Pin<Box<dyn Future<Output = Option<T>> + Send>> = Box::pin(AssertSend(task.cancel()));
-        // The first poll is what cancels; the real waker is registered when the handle is awaited.
-        *state = match cancel.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        // The first poll is what cancels. An awaiter registered earlier is woken by the cancellation
+        // itself, and registers again when it polls the handle.
+        *state = match cancel.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(out) => State::Done(Some(out.ok_or_else(JoinError::cancelled))),
-            Poll::Pending => State::Cancelling(cancel),
+            Poll::Pending => State::Cancelling(cancel, None),
         };
     }
 
@@ -85,8 +87,9 @@ impl<T: 'static> JoinHandle<T> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *state {
             State::Running(t) => t.is_finished(),
-            State::Cancelling(cancel) => {
-                match cancel.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            State::Cancelling(cancel, awaiter) => {
+                let waker = awaiter.as_ref().unwrap_or(Waker::noop());
+                match cancel.as_mut().poll(&mut Context::from_waker(waker)) {
                     Poll::Ready(out) => {
                         *state = State::Done(Some(out.ok_or_else(JoinError::cancelled)));
                         true
@@ -113,8 +116,13 @@ impl<T: 'static> Future for JoinHandle<T> {
                 Ok(Poll::Ready(None)) => Err(JoinError::cancelled()),
                 Err(payload) => Err(JoinError::panic(payload)),
             },
-            State::Cancelling(cancel) => match catch_unwind(AssertUnwindSafe(|| cancel.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
+            State::Cancelling(cancel, awaiter) => match catch_unwind(AssertUnwindSafe(|| cancel.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => {
+                    if !awaiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *awaiter = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
                 Ok(Poll::Ready(out)) => out.ok_or_else(JoinError::cancelled),
                 Err(payload) => Err(JoinError::panic(payload)),
             },
@@ -139,7 +147,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = match &*state {
             State::Running(_) => "running",
-            State::Cancelling(_) => "cancelling",
+            State::Cancelling(..) => "cancelling",
             State::Done(_) => "done",
         };
         f.debug_struct("JoinHandle").field("state", &state).finish()

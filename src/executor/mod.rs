@@ -104,10 +104,11 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     /// The runtime's reactor (I/O readiness).
     pub(crate) reactor: Arc<Reactor>,
-    /// Timers dropped on other threads, to be removed from the wheel by the runtime's thread.
-    remote_cancels: Mutex<Vec<TimerKey>>,
-    /// Set whenever `remote_cancels` may be non-empty.
-    has_remote_cancels: AtomicBool,
+    /// Timers dropped (`None`) or moved (`Some(deadline)`) on other threads, to be applied to the wheel
+    /// by the runtime's thread.
+    remote_timer_ops: Mutex<Vec<(TimerKey, Option<Instant>)>>,
+    /// Set whenever `remote_timer_ops` may be non-empty.
+    has_remote_timer_ops: AtomicBool,
     /// Tasks woken from other threads; drained into the core's queue by the runtime's thread.
     injector: Mutex<VecDeque<Runnable>>,
     /// Set whenever `injector` may be non-empty, so the loop checks it without taking the lock.
@@ -129,8 +130,8 @@ impl Runtime {
         let shared = Arc::new(Shared {
             id,
             reactor: Arc::new(Reactor::new()?),
-            remote_cancels: Mutex::new(Vec::new()),
-            has_remote_cancels: AtomicBool::new(false),
+            remote_timer_ops: Mutex::new(Vec::new()),
+            has_remote_timer_ops: AtomicBool::new(false),
             injector: Mutex::new(VecDeque::new()),
             injected: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -196,7 +197,7 @@ impl Runtime {
 
     /// How many timers are armed. A statistic, for tests and monitoring.
     pub fn timer_count(&self) -> usize {
-        self.core.apply_remote_cancels();
+        self.core.apply_remote_timer_ops();
         self.core.timers.borrow().len()
     }
 
@@ -216,13 +217,20 @@ impl Drop for Runtime {
 /// Every live runtime by id, for the rare timer dropped away from its runtime's thread.
 static LIVE: Mutex<BTreeMap<u64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
 
-/// Cancels a timer of runtime `id` from a thread that is not running it.
-pub(crate) fn cancel_timer_remotely(id: u64, key: TimerKey) {
+/// Cancels (`deadline: None`) or moves a timer of runtime `id` from a thread that is not running it.
+/// Returns false if that runtime is gone. A move wakes the runtime, which may be asleep with a
+/// deadline computed before it.
+pub(crate) fn change_timer_remotely(id: u64, key: TimerKey, deadline: Option<Instant>) -> bool {
     let shared = lock(&LIVE).get(&id).and_then(Weak::upgrade);
-    if let Some(shared) = shared {
-        lock(&shared.remote_cancels).push(key);
-        shared.has_remote_cancels.store(true, Ordering::Release);
+    let Some(shared) = shared else {
+        return false;
+    };
+    lock(&shared.remote_timer_ops).push((key, deadline));
+    shared.has_remote_timer_ops.store(true, Ordering::Release);
+    if deadline.is_some() {
+        shared.reactor.notify();
     }
+    true
 }
 
 /// Locks a mutex, ignoring poison: no user code runs under the executor's locks.
@@ -305,7 +313,7 @@ impl Core {
     }
 
     fn poll_reactor(&self, block: bool) {
-        self.apply_remote_cancels();
+        self.apply_remote_timer_ops();
         match self.shared.reactor.poll(block, &self.timers) {
             Ok(now) => self.now.set(now),
             // The poller fails only on programming errors (EBADF, EFAULT, EINVAL); there is no one to
@@ -314,13 +322,16 @@ impl Core {
         }
     }
 
-    /// Removes the timers that other threads dropped.
-    fn apply_remote_cancels(&self) {
-        if self.shared.has_remote_cancels.swap(false, Ordering::Acquire) {
-            let keys = std::mem::take(&mut *lock(&self.shared.remote_cancels));
+    /// Applies what other threads did to this runtime's timers.
+    fn apply_remote_timer_ops(&self) {
+        if self.shared.has_remote_timer_ops.swap(false, Ordering::Acquire) {
+            let ops = std::mem::take(&mut *lock(&self.shared.remote_timer_ops));
             let mut timers = self.timers.borrow_mut();
-            for key in keys {
-                timers.remove(key);
+            for (key, deadline) in ops {
+                match deadline {
+                    None => timers.remove(key),
+                    Some(deadline) => timers.reset(key, deadline),
+                };
             }
         }
     }

@@ -9,7 +9,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::executor::context::with_core;
-use crate::executor::{cancel_timer_remotely, no_runtime, Core};
+use crate::executor::{change_timer_remotely, no_runtime, Core};
 use crate::time::wheel::TimerKey;
 
 /// An armed timer.
@@ -67,21 +67,21 @@ pub(crate) fn update(timer: &TimerHandle, waker: &Waker) -> Update {
         Some(core) if core.timers.borrow_mut().set_waker(timer.key, waker) => Update::Pending,
         Some(_) => Update::Fired,
         None => {
-            cancel_timer_remotely(timer.runtime, timer.key);
+            change_timer_remotely(timer.runtime, timer.key, None);
             Update::Moved
         }
     })
 }
 
-/// Moves an armed timer to `deadline`. Returns false if it had fired, or belonged to a runtime not
-/// running here (then it is cancelled): the caller arms a new one at its next poll.
+/// Moves an armed timer to `deadline`. Returns false if it had fired (or its runtime is gone): the
+/// caller arms a new one at its next poll.
+///
+/// From another thread the move is queued for the timer's runtime, which is woken to apply it; the
+/// timer may fire at its old deadline meanwhile, so a fired timer's owner checks its deadline again.
 pub(crate) fn reset(timer: &TimerHandle, deadline: Instant) -> bool {
     with_own_core(timer.runtime, |core| match core {
         Some(core) => core.timers.borrow_mut().reset(timer.key, deadline),
-        None => {
-            cancel_timer_remotely(timer.runtime, timer.key);
-            false
-        }
+        None => change_timer_remotely(timer.runtime, timer.key, Some(deadline)),
     })
 }
 
@@ -91,6 +91,8 @@ pub(crate) fn cancel(timer: TimerHandle) {
         Some(core) => {
             core.timers.borrow_mut().remove(timer.key);
         }
-        None => cancel_timer_remotely(timer.runtime, timer.key),
+        None => {
+            change_timer_remotely(timer.runtime, timer.key, None);
+        }
     })
 }

@@ -85,11 +85,15 @@ impl Future for Sleep {
         if let Some(timer) = &self.timer {
             match driver::update(timer, cx.waker()) {
                 Update::Pending => return Poll::Pending,
-                // The wheel fires a timer only once its deadline has passed.
+                // The wheel fires a timer only once its deadline has passed, but the deadline may have
+                // been moved later from another thread since (or clamped, beyond the wheel's 8.9
+                // years): ask the clock, on this rare path.
                 Update::Fired => {
                     self.timer = None;
-                    self.elapsed = true;
-                    return Poll::Ready(());
+                    if self.deadline <= Instant::now() {
+                        self.elapsed = true;
+                        return Poll::Ready(());
+                    }
                 }
                 Update::Moved => self.timer = None,
             }
