@@ -193,7 +193,9 @@ impl Stream for Signal {
 
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal").field("signum", &self.listener.signum).finish()
+        f.debug_struct("Signal")
+            .field("signum", &self.listener.signum)
+            .finish()
     }
 }
 
@@ -214,7 +216,11 @@ impl Listener {
         check_signum(signum)?;
         let mut g = globals();
         let pipe_read = ensure_pipe(&mut g)?;
-        let source = match g.readers.iter_mut().find(|r| std::ptr::eq(r.reactor.as_ptr(), &*reactor)) {
+        let source = match g
+            .readers
+            .iter_mut()
+            .find(|r| std::ptr::eq(r.reactor.as_ptr(), &*reactor))
+        {
             Some(r) => {
                 r.users += 1;
                 r.source.clone()
@@ -295,8 +301,12 @@ impl Listener {
             };
             let mut buf = [0u8; 128];
             loop {
-                // SAFETY: `buf` is a live, writable buffer of the given length.
-                let n = sys::retry(|| syscall(unsafe { libc::read(self.source.fd, buf.as_mut_ptr().cast(), buf.len()) }));
+                let n = sys::retry(|| {
+                    // SAFETY: `buf` is a live, writable buffer of the given length.
+                    let n =
+                        unsafe { libc::read(self.source.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    syscall(n)
+                });
                 match n {
                     Ok(n) if n as usize == buf.len() => continue,
                     _ => break,
@@ -306,7 +316,11 @@ impl Listener {
             self.source.clear_readiness(ev);
         }
         if drained {
-            let wakers: Vec<Waker> = globals().signals.iter_mut().flat_map(|s| s.wakers.drain(..)).collect();
+            let wakers: Vec<Waker> = globals()
+                .signals
+                .iter_mut()
+                .flat_map(|s| s.wakers.drain(..))
+                .collect();
             for w in wakers {
                 w.wake();
             }
@@ -333,13 +347,20 @@ impl Drop for Listener {
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener").field("signum", &self.signum).field("seen", &self.seen).finish()
+        f.debug_struct("Listener")
+            .field("signum", &self.signum)
+            .field("seen", &self.seen)
+            .finish()
     }
 }
 
 /// Drops one user of the pipe's registration with `reactor`, deregistering it after the last.
 fn release_reader(g: &mut Globals, reactor: &Arc<Reactor>) {
-    if let Some(i) = g.readers.iter().position(|r| std::ptr::eq(r.reactor.as_ptr(), &**reactor)) {
+    if let Some(i) = g
+        .readers
+        .iter()
+        .position(|r| std::ptr::eq(r.reactor.as_ptr(), &**reactor))
+    {
         g.readers[i].users -= 1;
         if g.readers[i].users == 0 {
             let r = g.readers.swap_remove(i);
@@ -349,7 +370,14 @@ fn release_reader(g: &mut Globals, reactor: &Arc<Reactor>) {
 }
 
 fn check_signum(signum: i32) -> io::Result<()> {
-    let forbidden = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+    let forbidden = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+    ];
     if signum <= 0 || signum as usize >= NSIG || forbidden.contains(&signum) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -9,7 +9,11 @@ fn split_at(text: &[u8], k: usize) -> Buffer {
     b.append(&vec![b'-'; 4096 - k]);
     b.append(text);
     b.drain(4096 - k);
-    assert_eq!(b.chunks().next().map(<[u8]>::len), Some(k), "the test relies on 4 KiB chunks");
+    assert_eq!(
+        b.chunks().next().map(<[u8]>::len),
+        Some(k),
+        "the test relies on 4 KiB chunks"
+    );
     b
 }
 
@@ -80,7 +84,9 @@ fn find_across_chunk_boundaries() {
     assert_eq!(b.find(&[b'x'; 100]), None);
 
     // Every needle at every position agrees with a plain search, over many chunk boundaries.
-    let data: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8).collect();
+    let data: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8)
+        .collect();
     let mut big = Buffer::new();
     for piece in data.chunks(1000) {
         big.append(piece);

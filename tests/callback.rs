@@ -44,12 +44,17 @@ fn one_shot_fires_once_persist_keeps_firing() {
         drop(one);
 
         let h = hits.clone();
-        let persist = Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |ctx, _| {
-            h.set(h.get() + 1);
-            if h.get() == 4 {
-                ctx.del();
-            }
-        })
+        let persist = Event::new(
+            &base,
+            a.as_raw_fd(),
+            Flags::READ | Flags::PERSIST,
+            move |ctx, _| {
+                h.set(h.get() + 1);
+                if h.get() == 4 {
+                    ctx.del();
+                }
+            },
+        )
         .unwrap();
         persist.add(None).unwrap();
         base.dispatch(); // the byte is never read: level-triggered, it fires every round
@@ -67,9 +72,20 @@ fn level_fires_while_ready_edge_fires_once_per_arrival() {
         let level = Rc::new(Cell::new(0));
         let edge = Rc::new(Cell::new(0));
         let (l, e) = (level.clone(), edge.clone());
-        let lev = Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |_, _| l.set(l.get() + 1)).unwrap();
-        let et = Event::new(&base, c.as_raw_fd(), Flags::READ | Flags::PERSIST | Flags::ET, move |_, _| e.set(e.get() + 1))
-            .unwrap();
+        let lev = Event::new(
+            &base,
+            a.as_raw_fd(),
+            Flags::READ | Flags::PERSIST,
+            move |_, _| l.set(l.get() + 1),
+        )
+        .unwrap();
+        let et = Event::new(
+            &base,
+            c.as_raw_fd(),
+            Flags::READ | Flags::PERSIST | Flags::ET,
+            move |_, _| e.set(e.get() + 1),
+        )
+        .unwrap();
         lev.add(None).unwrap();
         et.add(None).unwrap();
         b.write_all(b"x").unwrap();
@@ -79,8 +95,16 @@ fn level_fires_while_ready_edge_fires_once_per_arrival() {
             std::thread::sleep(MS);
             base.loop_once(false);
         }
-        assert!(level.get() >= 5, "level-triggered fired {} times", level.get());
-        assert_eq!(edge.get(), 1, "edge-triggered must fire once for one arrival");
+        assert!(
+            level.get() >= 5,
+            "level-triggered fired {} times",
+            level.get()
+        );
+        assert_eq!(
+            edge.get(),
+            1,
+            "edge-triggered must fire once for one arrival"
+        );
         d.write_all(b"y").unwrap();
         let start = Instant::now();
         while edge.get() < 2 && start.elapsed() < Duration::from_secs(2) {
@@ -97,7 +121,10 @@ fn timeout_fires_with_timeout_flag_when_idle() {
         let (a, _b) = pair();
         let got = Rc::new(Cell::new(Flags::empty()));
         let g = got.clone();
-        let ev = Event::new(&base, a.as_raw_fd(), Flags::READ, move |_, what| g.set(what)).unwrap();
+        let ev = Event::new(&base, a.as_raw_fd(), Flags::READ, move |_, what| {
+            g.set(what)
+        })
+        .unwrap();
         let start = Instant::now();
         ev.add(Some(20 * MS)).unwrap();
         base.dispatch();
@@ -204,12 +231,18 @@ fn delete_or_drop_from_callbacks_is_safe() {
         *slot.borrow_mut() = Some(ev);
         base.dispatch();
         assert!(slot.borrow().is_none());
-        assert_eq!(Rc::strong_count(&marker), 1, "the freed callback was dropped after it ran");
+        assert_eq!(
+            Rc::strong_count(&marker),
+            1,
+            "the freed callback was dropped after it ran"
+        );
 
         // An event that deletes and drops another active event: the other never runs.
         let other_ran = Rc::new(Cell::new(false));
         let o = other_ran.clone();
-        let other = Rc::new(RefCell::new(Some(Event::timer(&base, move |_, _| o.set(true)))));
+        let other = Rc::new(RefCell::new(Some(Event::timer(&base, move |_, _| {
+            o.set(true)
+        }))));
         let victim = other.clone();
         let killer = Event::timer(&base, move |_, _| {
             let ev = victim.borrow_mut().take().unwrap();
@@ -227,7 +260,15 @@ fn delete_or_drop_from_callbacks_is_safe() {
         b.write_all(b"x").unwrap();
         let reads = Rc::new(Cell::new(0));
         let r = reads.clone();
-        let reader = Rc::new(Event::new(&base, a.as_raw_fd(), Flags::READ | Flags::PERSIST, move |_, _| r.set(r.get() + 1)).unwrap());
+        let reader = Rc::new(
+            Event::new(
+                &base,
+                a.as_raw_fd(),
+                Flags::READ | Flags::PERSIST,
+                move |_, _| r.set(r.get() + 1),
+            )
+            .unwrap(),
+        );
         reader.add(None).unwrap();
         let rd = reader.clone();
         let stopper = Event::timer(&base, move |_, _| rd.del());
@@ -247,8 +288,14 @@ fn read_and_write_events_share_one_fd() {
         let fd = a.as_raw_fd();
         let seen = Rc::new(Cell::new(Flags::empty()));
         let (s1, s2) = (seen.clone(), seen.clone());
-        let w = Event::new(&base, fd, Flags::WRITE, move |_, what| s1.set(s1.get() | what)).unwrap();
-        let r = Event::new(&base, fd, Flags::READ, move |_, what| s2.set(s2.get() | what)).unwrap();
+        let w = Event::new(&base, fd, Flags::WRITE, move |_, what| {
+            s1.set(s1.get() | what)
+        })
+        .unwrap();
+        let r = Event::new(&base, fd, Flags::READ, move |_, what| {
+            s2.set(s2.get() | what)
+        })
+        .unwrap();
         w.add(None).unwrap();
         r.add(None).unwrap();
         b.write_all(b"x").unwrap();
@@ -368,7 +415,8 @@ fn hundred_clients_echo_every_byte() {
                         evloop::spawn(async move {
                             use futures::{AsyncReadExt, AsyncWriteExt};
                             let s = evloop::net::TcpStream::connect(addr).await?;
-                            let data: Vec<u8> = (0..20_000u32).map(|j| (i * 7 + j * 13) as u8).collect();
+                            let data: Vec<u8> =
+                                (0..20_000u32).map(|j| (i * 7 + j * 13) as u8).collect();
                             let (mut rd, mut wr) = s.split();
                             let send = async { wr.write_all(&data).await };
                             let mut back = vec![0; data.len()];
@@ -416,14 +464,20 @@ fn bufferevent_eof_error_and_read_timeout() {
         watch(a, None);
         b.shutdown(Shutdown::Write).unwrap();
         base.dispatch();
-        assert_eq!(got.borrow_mut().pop(), Some(BevFlags::EOF | BevFlags::READING));
+        assert_eq!(
+            got.borrow_mut().pop(),
+            Some(BevFlags::EOF | BevFlags::READING)
+        );
 
         // Read timeout: the peer stays silent.
         let (a, _b) = pair();
         let start = Instant::now();
         watch(a, Some(30 * MS));
         base.dispatch();
-        assert_eq!(got.borrow_mut().pop(), Some(BevFlags::TIMEOUT | BevFlags::READING));
+        assert_eq!(
+            got.borrow_mut().pop(),
+            Some(BevFlags::TIMEOUT | BevFlags::READING)
+        );
         assert!(start.elapsed() >= 30 * MS);
 
         // Error: the TCP peer resets the connection (SO_LINGER 0) after we wrote to it.
@@ -438,7 +492,10 @@ fn bufferevent_eof_error_and_read_timeout() {
             bev.free();
         });
         bev.enable(Flags::READ);
-        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
         // SAFETY: `linger` is a live value of the size passed.
         unsafe {
             libc::setsockopt(
@@ -452,7 +509,10 @@ fn bufferevent_eof_error_and_read_timeout() {
         drop(client);
         base.dispatch();
         let what = got.borrow_mut().pop().unwrap();
-        assert!(what.contains(BevFlags::READING) && what.intersects(BevFlags::ERROR | BevFlags::EOF), "{what:?}");
+        assert!(
+            what.contains(BevFlags::READING) && what.intersects(BevFlags::ERROR | BevFlags::EOF),
+            "{what:?}"
+        );
     });
 }
 
@@ -494,7 +554,9 @@ fn high_watermark_bounds_buffers_without_spinning() {
                 match peer.write(&chunk[..chunk.len().min((10 << 20) - sent)]) {
                     Ok(n) => (sent, stuck_since) = (sent + n, None),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if stuck_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(300) {
+                        if stuck_since.get_or_insert_with(Instant::now).elapsed()
+                            > Duration::from_millis(300)
+                        {
                             break;
                         }
                         std::thread::sleep(MS);
@@ -516,7 +578,10 @@ fn high_watermark_bounds_buffers_without_spinning() {
         assert!(max_in <= HIGH, "input grew to {max_in}");
         assert!(max_out <= OUT_MAX + HIGH, "output grew to {max_out}");
         assert!(sent > OUT_MAX, "the peer could write only {sent} bytes");
-        assert!(spent < Duration::from_millis(100), "the paused loop used {spent:?} of CPU in 300 ms");
+        assert!(
+            spent < Duration::from_millis(100),
+            "the paused loop used {spent:?} of CPU in 300 ms"
+        );
         bev.free();
     });
 }

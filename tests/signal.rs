@@ -75,7 +75,11 @@ fn default_disposition_restored_after_last_listener() {
         let b = signal(SignalKind::from_raw(libc::SIGWINCH)).unwrap();
         assert_ne!(disposition(libc::SIGWINCH), libc::SIG_DFL);
         drop(a);
-        assert_ne!(disposition(libc::SIGWINCH), libc::SIG_DFL, "one listener is left");
+        assert_ne!(
+            disposition(libc::SIGWINCH),
+            libc::SIG_DFL,
+            "one listener is left"
+        );
         drop(b);
         assert_eq!(disposition(libc::SIGWINCH), libc::SIG_DFL);
     });

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::core::{BaseInner, Shared};
+use super::core::BaseInner;
+use super::inbox::Shared;
 use super::EventCtx;
 use crate::executor::context::with_core;
 use crate::executor::current_reactor;
-use crate::time::Sleep;
 use crate::task::JoinHandle;
+use crate::time::Sleep;
 use crate::Runtime;
 
 /// How many callbacks the dispatcher runs before it yields to the runtime, so tasks, the reactor and
@@ -138,12 +139,18 @@ impl EventBase {
     /// `event_base_dispatch`). Tasks spawned meanwhile run too; unfinished ones stay in the runtime for
     /// the next call.
     ///
+    /// # Caveats
+    /// Only events (and enabled buffer events and listeners) count as pending, as in libevent: a task
+    /// that will add an event later does not keep the loop running. Keep an event pending meanwhile,
+    /// or run the task with [`block_on`](Self::block_on).
+    ///
     /// # Panics
     /// Panics when called inside a runtime (a callback or a task): the loop is already running.
     pub fn dispatch(&self) {
         self.handle.0.got_break.set(false);
         self.handle.0.got_exit.set(false);
-        self.runtime.block_on(Dispatcher::new(&self.handle, Mode::Loop));
+        self.runtime
+            .block_on(Dispatcher::new(&self.handle, Mode::Loop));
     }
 
     /// Runs one round (libevent's `EVLOOP_ONCE`, or `EVLOOP_NONBLOCK` when `block` is false): waits
@@ -156,7 +163,8 @@ impl EventBase {
     pub fn loop_once(&self, block: bool) -> usize {
         self.handle.0.got_break.set(false);
         self.handle.0.got_exit.set(false);
-        self.runtime.block_on(Dispatcher::new(&self.handle, Mode::Once { block }))
+        self.runtime
+            .block_on(Dispatcher::new(&self.handle, Mode::Once { block }))
     }
 
     /// Runs `future` to completion on the base's runtime with the base's events live: their
@@ -183,7 +191,11 @@ impl EventBase {
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.runtime.block_on(async move { crate::spawn_local(future) })
+        // Spawning needs the runtime to be current: enter it for a moment.
+        let mut handle = None;
+        self.runtime
+            .block_on(async { handle = Some(crate::spawn_local(future)) });
+        handle.expect("the async block ran")
     }
 }
 
@@ -382,7 +394,9 @@ impl<'a> Dispatcher<'a> {
                         continue;
                     }
                     Mode::Once { block: false } => return Poll::Ready(0),
-                    Mode::Loop | Mode::Once { .. } if inner.n_pending() == 0 => return Poll::Ready(self.ran),
+                    Mode::Loop | Mode::Once { .. } if inner.n_pending() == 0 => {
+                        return Poll::Ready(self.ran)
+                    }
                     _ => {
                         if self.wait_for_timer(cx) {
                             continue; // the earliest timer is due already

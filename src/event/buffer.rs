@@ -108,7 +108,11 @@ impl Buffer {
         let spare = self.chunks.back().map_or(0, Chunk::spare);
         if other.len <= COPY_BELOW && other.len <= spare {
             for c in &other.chunks {
-                self.chunks.back_mut().expect("spare implies a chunk").data.extend_from_slice(c.bytes());
+                self.chunks
+                    .back_mut()
+                    .expect("spare implies a chunk")
+                    .data
+                    .extend_from_slice(c.bytes());
             }
             self.len += other.len;
             other.drain(other.len);
@@ -120,7 +124,8 @@ impl Buffer {
         }
         self.len += other.len;
         other.len = 0;
-        self.chunks.extend(other.chunks.drain(..).filter(|c| c.len() > 0));
+        self.chunks
+            .extend(other.chunks.drain(..).filter(|c| c.len() > 0));
     }
 
     /// Drops up to `n` bytes from the front; returns how many.
@@ -229,7 +234,10 @@ impl Buffer {
 
     /// The readable bytes, chunk by chunk.
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.chunks.iter().map(Chunk::bytes).filter(|b| !b.is_empty())
+        self.chunks
+            .iter()
+            .map(Chunk::bytes)
+            .filter(|b| !b.is_empty())
     }
 
     /// A copy of all readable bytes.
@@ -246,11 +254,19 @@ impl Buffer {
         self.drain(self.len);
     }
 
-    /// One `read` of up to `max` bytes from `fd` into spare room at the back. Returns the count
-    /// (0 at end-of-file). EINTR is retried.
+    /// One `read` of up to `max` bytes from `fd` into spare room at the back (a new chunk if the last
+    /// one has less than `max` free). Returns the count (0 at end-of-file). EINTR is retried.
     pub(crate) fn read_from_fd(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
-        if self.chunks.back().map_or(true, |c| c.spare() < max.min(CHUNK)) {
-            self.chunks.push_back(Chunk::with_capacity(max.max(CHUNK).min(64 * 1024)));
+        let fits = match self.chunks.back() {
+            Some(c) => c.spare() >= max,
+            None => false,
+        };
+        if !fits {
+            // A read shorter than asked must mean "drained", so the whole `max` gets room.
+            if self.chunks.back().is_some_and(|c| c.len() == 0) {
+                self.chunks.pop_back();
+            }
+            self.chunks.push_back(Chunk::with_capacity(max.max(CHUNK)));
         }
         let last = self.chunks.back_mut().expect("just ensured");
         let room = last.spare().min(max);

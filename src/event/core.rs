@@ -1,5 +1,5 @@
-//! The state of one event base: the slots of its events, the fd map shared by events on one fd, the
-//! active queues, and the inbox through which wakers (on any thread) hand readiness to the dispatcher.
+//! The state of one event base: the slots of its events and the active queues (the fd map is in
+//! `fdmap.rs`, the inbox through which wakers on any thread hand readiness over in `inbox.rs`).
 //!
 //! Readiness flows in three steps:
 //! 1. The reactor wakes a [`TokenWaker`]: a `Send` waker that only posts its [`Token`] to the base's inbox
@@ -18,18 +18,19 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::fdmap::FdEntry;
+use super::inbox::{Shared, Token, TokenWaker};
 use super::timers::{TimerId, Timers};
 use super::{EventCtx, Flags};
-use crate::reactor::{Direction, Reactor, Source};
+use crate::reactor::Reactor;
 use crate::signal;
-use crate::sys::Interest;
 
 /// A callback as stored in a slot.
 pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
@@ -40,94 +41,6 @@ pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
 pub(crate) struct SlotId {
     pub(crate) index: usize,
     pub(crate) gen: u64,
-}
-
-/// What a waker posts to the inbox.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Token {
-    /// The fd entry for this fd (of this generation) may be ready.
-    Fd(RawFd, u64),
-    /// Something of this slot fired: `TIMEOUT` (its timer), `SIGNAL` (its listener), or, for internal
-    /// slots (buffer events, listeners), whatever flags their driver chose.
-    Slot(SlotId, Flags),
-    /// The `loopexit(Some(d))` delay has passed (posted by the base's timers only).
-    Exit,
-}
-
-/// The part of a base that wakers on any thread reach.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// Posted tokens and the dispatcher's waker, under one lock so a post is one lock.
-    inbox: Mutex<Inbox>,
-    /// Set by an [`ExitHandle`](super::ExitHandle): the dispatcher exits at its next step.
-    pub(crate) exit_requested: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct Inbox {
-    tokens: Vec<Token>,
-    /// The waker of the future that runs the dispatcher, if it has been polled.
-    dispatcher: Option<Waker>,
-}
-
-impl Shared {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `token` and wakes the dispatcher (outside the lock).
-    pub(crate) fn post(&self, token: Token) {
-        let waker = {
-            let mut inbox = self.inbox();
-            inbox.tokens.push(token);
-            inbox.dispatcher.clone()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Wakes the dispatcher so it re-examines the base (exit requested, nothing pending any more...).
-    pub(crate) fn wake_dispatcher(&self) {
-        let waker = self.inbox().dispatcher.clone();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Records the waker of the future now running the dispatcher.
-    pub(crate) fn set_dispatcher(&self, waker: &Waker) {
-        let mut inbox = self.inbox();
-        if !inbox.dispatcher.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            inbox.dispatcher = Some(waker.clone());
-        }
-    }
-}
-
-/// A waker that posts one token: the bridge from the reactor (and other threads) to the dispatcher.
-#[derive(Debug)]
-pub(crate) struct TokenWaker {
-    shared: Arc<Shared>,
-    token: Token,
-}
-
-impl TokenWaker {
-    pub(crate) fn waker(shared: &Arc<Shared>, token: Token) -> Waker {
-        Waker::from(Arc::new(TokenWaker {
-            shared: shared.clone(),
-            token,
-        }))
-    }
-}
-
-impl Wake for TokenWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.shared.post(self.token);
-    }
 }
 
 /// One event (or the driver of a buffer event or listener).
@@ -160,20 +73,6 @@ pub(crate) struct Slot {
     signal_waker: Option<Waker>,
 }
 
-/// The registration of one fd, shared by every pending event on it (libevent's evmap): epoll refuses a
-/// second registration of one fd, and one registration means one wake for all of them.
-struct FdEntry {
-    /// Distinguishes this entry from an earlier one for the same fd number.
-    gen: u64,
-    source: Arc<Source>,
-    /// What the poller watches now: the union of the users' directions.
-    interest: Interest,
-    /// The pending events on this fd, with the directions each watches.
-    users: Vec<(SlotId, Flags)>,
-    /// Posts `Fd(fd, gen)`.
-    waker: Waker,
-}
-
 /// Everything an event base owns, behind the `Rc` of its handles.
 pub(crate) struct BaseInner {
     pub(crate) reactor: Arc<Reactor>,
@@ -181,7 +80,7 @@ pub(crate) struct BaseInner {
     slots: RefCell<Slab<Slot>>,
     /// Source of slot and fd-entry generations.
     next_gen: Cell<u64>,
-    fds: RefCell<HashMap<RawFd, FdEntry>>,
+    pub(super) fds: RefCell<HashMap<RawFd, FdEntry>>,
     /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
     active: RefCell<Vec<VecDeque<SlotId>>>,
     /// How many ids the active queues hold.
@@ -228,7 +127,7 @@ impl BaseInner {
         }
     }
 
-    fn gen(&self) -> u64 {
+    pub(super) fn gen(&self) -> u64 {
         let g = self.next_gen.get();
         self.next_gen.set(g + 1);
         g
@@ -262,7 +161,13 @@ impl BaseInner {
     }
 
     /// Makes a slot for a new event (not pending), at the middle priority as in libevent.
-    pub(crate) fn alloc(&self, fd: RawFd, flags: Flags, callback: Callback, internal: bool) -> io::Result<SlotId> {
+    pub(crate) fn alloc(
+        &self,
+        fd: RawFd,
+        flags: Flags,
+        callback: Callback,
+        internal: bool,
+    ) -> io::Result<SlotId> {
         if self.closed.get() {
             return Err(closed_error());
         }
@@ -304,10 +209,13 @@ impl BaseInner {
         if priority >= n {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("priority {priority} out of range: the base has {n} levels (see priority_init)"),
+                format!(
+                    "priority {priority} out of range: the base has {n} levels (see priority_init)"
+                ),
             ));
         }
-        self.with_slot(id, |s| s.priority = priority).ok_or_else(closed_error)
+        self.with_slot(id, |s| s.priority = priority)
+            .ok_or_else(closed_error)
     }
 
     /// Deletes the event and frees its slot. Safe from any callback, its own included.
@@ -471,7 +379,9 @@ impl BaseInner {
     /// Marks an internal slot (buffer event, listener) pending or not.
     pub(crate) fn set_internal_pending(&self, id: SlotId, pending: bool) {
         let changed = self
-            .with_slot(id, |s| std::mem::replace(&mut s.pending, pending) != pending)
+            .with_slot(id, |s| {
+                std::mem::replace(&mut s.pending, pending) != pending
+            })
             .unwrap_or(false);
         if changed {
             let n = self.n_pending.get();
@@ -493,7 +403,10 @@ impl BaseInner {
             s.fired |= what;
             let persist = s.flags.contains(Flags::PERSIST);
             let live = s.pending && !s.internal;
-            (live && !persist, if live && persist { s.timeout } else { None })
+            (
+                live && !persist,
+                if live && persist { s.timeout } else { None },
+            )
         }) else {
             return;
         };
@@ -504,59 +417,6 @@ impl BaseInner {
         }
         if !self.dispatching.get() {
             self.shared.wake_dispatcher();
-        }
-    }
-
-    /// Adds `id` to the users of `fd`'s entry, registering the fd or widening its interest.
-    fn fd_attach(&self, fd: RawFd, id: SlotId, flags: Flags) -> io::Result<()> {
-        let dirs = flags & (Flags::READ | Flags::WRITE);
-        let edge = flags.contains(Flags::ET);
-        let mut fds = self.fds.borrow_mut();
-        let token = if let Some(entry) = fds.get_mut(&fd) {
-            if entry.interest.edge != edge {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("fd {fd} already has events with{} ET: every event on one fd must agree on ET",
-                        if entry.interest.edge { "" } else { "out" }),
-                ));
-            }
-            let wanted = interest_of(&entry.users, dirs, edge);
-            if wanted != entry.interest {
-                self.reactor.reregister(&entry.source, wanted)?;
-                entry.interest = wanted;
-            }
-            entry.users.push((id, dirs));
-            Token::Fd(fd, entry.gen)
-        } else {
-            let interest = interest_of(&[], dirs, edge);
-            let source = self.reactor.register_with(fd, interest)?;
-            let gen = self.gen();
-            let waker = TokenWaker::waker(&self.shared, Token::Fd(fd, gen));
-            fds.insert(fd, FdEntry { gen, source, interest, users: vec![(id, dirs)], waker });
-            Token::Fd(fd, gen)
-        };
-        drop(fds);
-        // The first look at the fd registers the entry's waker for the new directions.
-        self.shared.post(token);
-        Ok(())
-    }
-
-    /// Removes `id` from the users of `fd`, narrowing the interest or deregistering the fd.
-    fn fd_detach(&self, fd: RawFd, id: SlotId) {
-        let mut fds = self.fds.borrow_mut();
-        let Some(entry) = fds.get_mut(&fd) else {
-            return;
-        };
-        entry.users.retain(|(u, _)| *u != id);
-        if entry.users.is_empty() {
-            let entry = fds.remove(&fd).expect("present");
-            // Fails only if the fd was closed before its events were deleted; nothing to undo then.
-            let _ = self.reactor.deregister(&entry.source);
-            return;
-        }
-        let wanted = interest_of(&entry.users, Flags::empty(), entry.interest.edge);
-        if wanted != entry.interest && self.reactor.reregister(&entry.source, wanted).is_ok() {
-            entry.interest = wanted;
         }
     }
 
@@ -575,46 +435,6 @@ impl BaseInner {
             }
         }
         *self.scratch.borrow_mut() = tokens;
-    }
-
-    fn process_fd(&self, fd: RawFd, gen: u64) {
-        let (source, interest, waker, users) = {
-            let fds = self.fds.borrow();
-            match fds.get(&fd) {
-                Some(e) if e.gen == gen => (e.source.clone(), e.interest, e.waker.clone(), e.users.clone()),
-                _ => return,
-            }
-        };
-        let mut cx = Context::from_waker(&waker);
-        let mut fired = Flags::empty();
-        let mut again = false;
-        for (dir, flag, wanted) in [
-            (Direction::Read, Flags::READ, interest.read),
-            (Direction::Write, Flags::WRITE, interest.write),
-        ] {
-            if !wanted {
-                continue;
-            }
-            if let Poll::Ready(ev) = source.poll_ready(dir, &mut cx) {
-                fired |= flag;
-                // Consumed: an edge fires once; a level is reported again by the next poll if it lasts.
-                source.clear_readiness(ev);
-                // Re-registers the waker. Still ready means end-of-file or an error, which cannot be
-                // cleared: a level-triggered event must then keep firing, so look again next round.
-                if source.poll_ready(dir, &mut cx).is_ready() && !interest.edge {
-                    again = true;
-                }
-            }
-        }
-        for (id, dirs) in users {
-            let what = fired & dirs;
-            if !what.is_empty() {
-                self.activate(id, what);
-            }
-        }
-        if again {
-            self.shared.post(Token::Fd(fd, gen));
-        }
     }
 
     fn process_slot(&self, id: SlotId, what: Flags) {
@@ -643,7 +463,9 @@ impl BaseInner {
         match step {
             Step::Activate => self.activate(id, what),
             Step::Signal(mut listener, waker) => {
-                let fired = listener.poll_recv(&mut Context::from_waker(&waker)).is_ready();
+                let fired = listener
+                    .poll_recv(&mut Context::from_waker(&waker))
+                    .is_ready();
                 // Put it back unless the event was deleted meanwhile (then it just drops).
                 let listener = self.with_slot(id, |s| {
                     if s.pending && s.signal.is_none() {
@@ -667,7 +489,10 @@ impl BaseInner {
     /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
     /// callback (which the caller must hand back with [`restore_callback`](Self::restore_callback)).
     /// `None` when that queue is empty.
-    pub(crate) fn pop_active(&self, priority: usize) -> Option<Option<(SlotId, RawFd, Flags, Callback)>> {
+    pub(crate) fn pop_active(
+        &self,
+        priority: usize,
+    ) -> Option<Option<(SlotId, RawFd, Flags, Callback)>> {
         let id = self.active.borrow_mut()[priority].pop_front()?;
         self.n_active.set(self.n_active.get() - 1);
         Some(
@@ -726,7 +551,8 @@ impl BaseInner {
                     self.timer_remove(old);
                 }
                 let deadline = crate::time::deadline_after(Instant::now(), d);
-                self.exit_timer.set(Some(self.timer_insert(deadline, Token::Exit)));
+                self.exit_timer
+                    .set(Some(self.timer_insert(deadline, Token::Exit)));
             }
         }
     }
@@ -749,15 +575,5 @@ impl BaseInner {
         self.n_pending.set(0);
         drop(fds);
         drop(slots);
-    }
-}
-
-/// The interest for `users` plus `extra` directions.
-fn interest_of(users: &[(SlotId, Flags)], extra: Flags, edge: bool) -> Interest {
-    let all = users.iter().fold(extra, |acc, (_, d)| acc | *d);
-    Interest {
-        read: all.contains(Flags::READ),
-        write: all.contains(Flags::WRITE),
-        edge,
     }
 }

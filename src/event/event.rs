@@ -59,7 +59,12 @@ impl Event {
     ///
     /// # Errors
     /// Fails when the base has been dropped.
-    pub fn new<F>(base: impl AsRef<BaseHandle>, fd: RawFd, flags: Flags, callback: F) -> io::Result<Event>
+    pub fn new<F>(
+        base: impl AsRef<BaseHandle>,
+        fd: RawFd,
+        flags: Flags,
+        callback: F,
+    ) -> io::Result<Event>
     where
         F: FnMut(&EventCtx<'_>, Flags) + 'static,
     {
@@ -76,7 +81,8 @@ impl Event {
     where
         F: FnMut(&EventCtx<'_>, Flags) + 'static,
     {
-        Event::new(base, -1, Flags::empty(), callback).expect("Event::timer: the EventBase has been dropped")
+        Event::new(base, -1, Flags::empty(), callback)
+            .expect("Event::timer: the EventBase has been dropped")
     }
 
     /// A persistent event on signal `signum` (libevent's `evsignal_new`): its callback runs from the

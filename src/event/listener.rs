@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::core::{SlotId, Token, TokenWaker};
+use super::core::SlotId;
+use super::inbox::{Token, TokenWaker};
 use super::{BaseHandle, Flags};
 use crate::net;
 
@@ -69,7 +70,11 @@ impl Listener {
     ///
     /// # Errors
     /// As `std::net::TcpListener::bind`, and when the base has been dropped.
-    pub fn bind<F>(base: impl AsRef<BaseHandle>, addr: SocketAddr, accept: F) -> io::Result<Listener>
+    pub fn bind<F>(
+        base: impl AsRef<BaseHandle>,
+        addr: SocketAddr,
+        accept: F,
+    ) -> io::Result<Listener>
     where
         F: FnMut(TcpStream, SocketAddr) + 'static,
     {
@@ -80,14 +85,20 @@ impl Listener {
     ///
     /// # Errors
     /// Fails when the base has been dropped or the socket cannot be made non-blocking.
-    pub fn new<F>(base: impl AsRef<BaseHandle>, listener: std::net::TcpListener, accept: F) -> io::Result<Listener>
+    pub fn new<F>(
+        base: impl AsRef<BaseHandle>,
+        listener: std::net::TcpListener,
+        accept: F,
+    ) -> io::Result<Listener>
     where
         F: FnMut(TcpStream, SocketAddr) + 'static,
     {
         let base = base.as_ref().clone();
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let id = base.0.alloc(-1, Flags::empty(), Box::new(|_, _| {}), true)?;
+        let id = base
+            .0
+            .alloc(-1, Flags::empty(), Box::new(|_, _| {}), true)?;
         let inner = Rc::new(Inner {
             waker: TokenWaker::waker(&base.0.shared, Token::Slot(id, Flags::READ)),
             base,
@@ -100,7 +111,10 @@ impl Listener {
             addr,
         });
         let driver = inner.clone();
-        inner.base.0.replace_callback(id, Box::new(move |_, _| driver.drive()));
+        inner
+            .base
+            .0
+            .replace_callback(id, Box::new(move |_, _| driver.drive()));
         let l = Listener(inner);
         l.enable();
         Ok(l)

@@ -33,6 +33,9 @@
 //!     });
 //! });
 //! timer.add(Some(Duration::from_millis(1)))?;
+//! // Tasks do not keep `dispatch` running, pending events do: this one never fires.
+//! let keep = Event::timer(&base, |_, _| {});
+//! keep.add(None)?;
 //! base.dispatch();
 //! assert!(base.got_break());
 //! # Ok::<(), std::io::Error>(())
@@ -42,7 +45,9 @@
 //! | concept | file |
 //! |---|---|
 //! | [`EventBase`], [`BaseHandle`], [`ExitHandle`], the dispatcher | `base.rs` |
-//! | the active queues, the fd map shared by events on one fd, slots | `core.rs` |
+//! | event slots, active queues, add/del/activate | `core.rs` |
+//! | the fd map: one registration per fd, shared by its events | `fdmap.rs` |
+//! | the inbox: tokens posted by wakers for the dispatcher | `inbox.rs` |
 //! | the base's timers (event timeouts, `loopexit` delays) | `timers.rs` |
 //! | [`Event`], [`EventCtx`] | `event.rs` |
 //! | [`Buffer`] | `buffer.rs` |
@@ -60,6 +65,8 @@ mod bufferevent;
 mod core;
 #[allow(clippy::module_inception)]
 mod event;
+mod fdmap;
+mod inbox;
 mod listener;
 mod timers;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::core::Token;
+use super::inbox::Token;
 
 /// Names one armed timer: its deadline and a sequence number that makes it unique.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,134 @@
+//! The echo server on raw events: each connection has a persistent READ event, its own `Vec` of
+//! pending output, and a WRITE event that is added only while output is pending.
+//!
+//! ```text
+//! cargo run --release --example echo_callback_raw -- [--addr 127.0.0.1:7002] [--idle-timeout-ms 0]
+//! ```
+//!
+//! `--idle-timeout-ms N` closes a connection that sends nothing for N ms (0, the default: never):
+//! the READ event's timeout restarts each time it fires, so `TIMEOUT` means "silent for N ms".
+
+use std::cell::RefCell;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use evloop::event::{BaseHandle, Event, EventBase, Flags, Listener};
+
+/// A connection: the socket, its unsent bytes and its two events (dropped together to close it).
+struct Conn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+    events: Option<(Event, Event)>,
+}
+
+fn main() -> io::Result<()> {
+    let (addr, idle) = parse_args()?;
+    let base = EventBase::new()?;
+    let handle = base.handle().clone();
+    let listener = Listener::bind(&base, addr, move |stream, _| {
+        if let Err(e) = serve(&handle, stream, idle) {
+            eprintln!("connection: {e}");
+        }
+    })?;
+    println!("echo_callback_raw listening on {}", listener.local_addr());
+    base.dispatch();
+    Ok(())
+}
+
+fn serve(base: &BaseHandle, stream: TcpStream, idle: Option<Duration>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let fd = stream.as_raw_fd();
+    let conn = Rc::new(RefCell::new(Conn {
+        stream,
+        pending: Vec::new(),
+        events: None,
+    }));
+    let c = conn.clone();
+    let read = Event::new(base, fd, Flags::READ | Flags::PERSIST, move |_, what| {
+        on_read(&c, what)
+    })?;
+    let c = conn.clone();
+    let write = Event::new(base, fd, Flags::WRITE | Flags::PERSIST, move |_, _| {
+        flush(&c)
+    })?;
+    read.add(idle)?;
+    conn.borrow_mut().events = Some((read, write));
+    Ok(())
+}
+
+/// Reads what is there (level-triggered: one read per wake-up) and echoes it.
+fn on_read(conn: &Rc<RefCell<Conn>>, what: Flags) {
+    let mut buf = [0u8; 16 * 1024];
+    let res = if what.contains(Flags::TIMEOUT) {
+        Ok(0)
+    } else {
+        (&conn.borrow().stream).read(&mut buf)
+    };
+    match res {
+        Ok(0) => close(conn), // EOF or idle
+        Ok(n) => {
+            conn.borrow_mut().pending.extend_from_slice(&buf[..n]);
+            flush(conn);
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+        Err(_) => close(conn),
+    }
+}
+
+/// Writes pending output; adds the WRITE event while some remains, deletes it once drained.
+fn flush(conn: &Rc<RefCell<Conn>>) {
+    let mut c = conn.borrow_mut();
+    let res = (&c.stream).write(&c.pending);
+    match res {
+        Ok(n) => drop(c.pending.drain(..n)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+        Err(_) => return drop(c.events.take()), // closes: the events go, then the socket with `conn`
+    }
+    if let Some((_, write)) = &c.events {
+        match (c.pending.is_empty(), write.is_pending()) {
+            (false, false) => drop(write.add(None)),
+            (true, true) => write.del(),
+            _ => {}
+        }
+    }
+}
+
+/// Drops the events (safe inside their own callbacks); the socket closes with the last `Rc<Conn>`.
+fn close(conn: &Rc<RefCell<Conn>>) {
+    let events = conn.borrow_mut().events.take();
+    drop(events);
+}
+
+/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand.
+fn parse_args() -> io::Result<(std::net::SocketAddr, Option<Duration>)> {
+    let bad = |m: &str| {
+        io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{m}\nusage: echo_callback_raw [--addr HOST:PORT] [--idle-timeout-ms N]"),
+        )
+    };
+    let (mut addr, mut idle) = ("127.0.0.1:7002".to_string(), None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| bad(&format!("{flag} needs a value")))?;
+        match flag.as_str() {
+            "--addr" => addr = value,
+            "--idle-timeout-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|_| bad("--idle-timeout-ms takes a number"))?;
+                idle = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+            _ => return Err(bad(&format!("unknown flag {flag}"))),
+        }
+    }
+    Ok((
+        addr.parse().map_err(|_| bad("--addr takes HOST:PORT"))?,
+        idle,
+    ))
+}
