@@ -102,33 +102,25 @@ fn close(conn: &Rc<RefCell<Conn>>) {
     drop(events);
 }
 
-/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand.
+/// `--addr HOST:PORT` (default 127.0.0.1:7002) and `--idle-timeout-ms N`, parsed by hand.
 fn parse_args() -> io::Result<(std::net::SocketAddr, Option<Duration>)> {
-    let bad = |m: &str| {
-        io::Error::new(
-            ErrorKind::InvalidInput,
-            format!("{m}\nusage: echo_callback_raw [--addr HOST:PORT] [--idle-timeout-ms N]"),
-        )
-    };
+    let bad = |m: String| io::Error::new(ErrorKind::InvalidInput, m);
     let (mut addr, mut idle) = ("127.0.0.1:7002".to_string(), None);
     let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| bad(&format!("{flag} needs a value")))?;
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--idle-timeout-ms" => {
-                let ms: u64 = value
-                    .parse()
-                    .map_err(|_| bad("--idle-timeout-ms takes a number"))?;
-                idle = (ms > 0).then(|| Duration::from_millis(ms));
+    while let (Some(flag), Some(value)) = (args.next(), args.next()) {
+        match (flag.as_str(), value.parse::<u64>()) {
+            ("--addr", _) => addr = value,
+            ("--idle-timeout-ms", Ok(ms)) => idle = (ms > 0).then(|| Duration::from_millis(ms)),
+            _ => {
+                return Err(bad(format!(
+                    "bad flag {flag} {value}: use --addr HOST:PORT, --idle-timeout-ms N"
+                )))
             }
-            _ => return Err(bad(&format!("unknown flag {flag}"))),
         }
     }
     Ok((
-        addr.parse().map_err(|_| bad("--addr takes HOST:PORT"))?,
+        addr.parse()
+            .map_err(|_| bad(format!("--addr {addr}: use HOST:PORT")))?,
         idle,
     ))
 }
