@@ -26,7 +26,10 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 /// Per-connection buffer of every peer server: one 16 KiB chunk of the streaming scenario in one read.
@@ -351,6 +354,73 @@ struct OpenLoop {
     due: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Messages sent later than due because the previous one was still in flight.
     late: u64,
+    /// Wakes the loop at the next due time.
+    timer: Timer,
+}
+
+/// A timerfd in the client's poll: epoll_wait's timeout has whole milliseconds, a message is due every
+/// 50 µs, and spinning instead would make the client look CPU-bound to the scheduler.
+struct Timer {
+    fd: OwnedFd,
+    /// The due time it is armed for, so it is not re-armed (one syscall) for the same instant.
+    armed: Option<Instant>,
+}
+
+/// The timer's token; connections use their index.
+const TIMER: Token = Token(usize::MAX);
+
+impl Timer {
+    fn new(poll: &Poll) -> io::Result<Timer> {
+        // SAFETY: timerfd_create takes no pointers.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        poll.registry()
+            .register(&mut SourceFd(&fd.as_raw_fd()), TIMER, Interest::READABLE)?;
+        Ok(Timer { fd, armed: None })
+    }
+
+    fn arm(&mut self, at: Instant) -> io::Result<()> {
+        if self.armed == Some(at) {
+            return Ok(());
+        }
+        // Zero would disarm it: a due time already past fires after 1 µs.
+        let d = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec and the old value is not asked for.
+        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        self.armed = Some(at);
+        Ok(())
+    }
+
+    fn fired(&mut self) {
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into an 8-byte buffer; EAGAIN is fine (edge-triggered).
+        unsafe { libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+        self.armed = None;
+    }
 }
 
 impl OpenLoop {
@@ -542,21 +612,21 @@ impl Client {
             if self.conns.iter().all(|c| c.dead) {
                 return Err(io::Error::other("every connection failed"));
             }
-            let mut timeout = deadline - now;
-            if let Some(ol) = &self.open_loop {
-                if let Some(Reverse((due, _))) = ol.due.peek() {
-                    // epoll_wait sleeps in whole milliseconds: spin through the last one.
-                    let until = due.saturating_duration_since(now);
-                    let sleep = until.saturating_sub(Duration::from_micros(1500));
-                    timeout = timeout.min(sleep);
-                }
+            if self.open_loop.is_some() && !self.draining {
+                self.send_due(now)?;
             }
-            match self.poll.poll(&mut events, Some(timeout)) {
+            match self.poll.poll(&mut events, Some(deadline - now)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
             for ev in events.iter() {
+                if ev.token() == TIMER {
+                    if let Some(ol) = &mut self.open_loop {
+                        ol.timer.fired();
+                    }
+                    continue;
+                }
                 let i = ev.token().0;
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     self.pump_read(i);
@@ -565,19 +635,23 @@ impl Client {
                     self.pump_write(i);
                 }
             }
-            if self.open_loop.is_some() && !self.draining {
-                let now = Instant::now();
-                loop {
-                    let ol = self.open_loop.as_mut().expect("checked above");
-                    match ol.due.peek() {
-                        Some(&Reverse((due, i))) if due <= now => {
-                            ol.due.pop();
-                            self.start_msg(i, due);
-                            self.pump_write(i);
-                        }
-                        _ => break,
-                    }
+        }
+    }
+
+    /// Open loop: sends every message that is due, then arms the timer for the next one.
+    fn send_due(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            let Some(ol) = self.open_loop.as_mut() else {
+                return Ok(());
+            };
+            match ol.due.peek() {
+                Some(&Reverse((due, i))) if due <= now => {
+                    ol.due.pop();
+                    self.start_msg(i, due);
+                    self.pump_write(i);
                 }
+                Some(&Reverse((due, _))) => return ol.timer.arm(due),
+                None => return Ok(()),
             }
         }
     }
@@ -643,6 +717,9 @@ fn client(o: &Opts) -> io::Result<()> {
         ));
     }
 
+    // Timers (the open loop's timerfd, epoll timeouts) fire on time, not up to 50 µs late.
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and only affects this process.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let poll = Poll::new()?;
     let mut roles: Vec<Role> = (0..conns)
         .map(|_| match kind.as_str() {
@@ -679,13 +756,18 @@ fn client(o: &Opts) -> io::Result<()> {
             dead: false,
         });
     }
-    let open_loop = (kind == "rate").then(|| OpenLoop {
-        t0: now,
-        interval_ns: 1e9 / o.num("rate", 20_000.0),
-        conns: conns as u64,
-        due: BinaryHeap::new(),
-        late: 0,
-    });
+    let open_loop = (kind == "rate")
+        .then(|| -> io::Result<OpenLoop> {
+            Ok(OpenLoop {
+                t0: now,
+                interval_ns: 1e9 / o.num("rate", 20_000.0),
+                conns: conns as u64,
+                due: BinaryHeap::new(),
+                late: 0,
+                timer: Timer::new(&poll)?,
+            })
+        })
+        .transpose()?;
     let mut c = Client {
         poll,
         conns: list,
@@ -1071,9 +1153,10 @@ fn stats(vals: &[f64]) -> Option<(f64, f64, f64)> {
     Some((median, v[0], v[v.len() - 1]))
 }
 
-fn fmt_num(x: f64) -> String {
+/// Counts in thousands ("84k"); latencies (`_us` keys) stay in whole microseconds.
+fn fmt_num(x: f64, key: &str) -> String {
     let a = x.abs();
-    if a >= 10_000.0 {
+    if a >= 10_000.0 && !key.ends_with("_us") {
         format!("{:.0}k", x / 1e3)
     } else if a >= 100.0 {
         format!("{x:.0}")
@@ -1118,9 +1201,14 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str) -> String {
         };
         let cell = |label: &str, key: &str| match stats(&vals(label, "measure", key)) {
             Some((m, lo, hi)) if lo != hi => {
-                format!("{} ({}-{})", fmt_num(m), fmt_num(lo), fmt_num(hi))
+                format!(
+                    "{} ({}-{})",
+                    fmt_num(m, key),
+                    fmt_num(lo, key),
+                    fmt_num(hi, key)
+                )
             }
-            Some((m, _, _)) => fmt_num(m),
+            Some((m, _, _)) => fmt_num(m, key),
             None => "-".into(),
         };
         let median = |label: &str, run: &str, key: &str| stats(&vals(label, run, key)).map(|s| s.0);
