@@ -174,19 +174,14 @@ impl Inner {
         let mut cx = Context::from_waker(&self.waker);
         for _ in 0..ACCEPTS_PER_ROUND {
             let polled = match self.net.borrow().as_ref() {
-                Some(l) => l.poll_accept(&mut cx),
+                Some(l) => l.poll_accept_fd(&mut cx),
                 None => return,
             };
             match polled {
                 Poll::Pending => return,
-                Poll::Ready(Ok((stream, peer))) => {
-                    // Hand over a plain socket: the callback registers it where it wants (a
-                    // BufferEvent, an Event, an async stream).
-                    match stream.into_std() {
-                        Ok(s) => self.call(s, peer),
-                        Err(e) => self.report(&e),
-                    }
-                }
+                // Hand over a plain socket, never registered: the callback registers it where it
+                // wants (a BufferEvent, an Event, an async stream).
+                Poll::Ready(Ok((fd, peer))) => self.call(TcpStream::from(fd), peer),
                 Poll::Ready(Err(e)) => self.report(&e),
             }
             if !self.enabled.get() {

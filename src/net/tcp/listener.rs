@@ -86,6 +86,16 @@ impl TcpListener {
         &self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        let (fd, peer) = ready!(self.poll_accept_fd(cx))?;
+        Poll::Ready(Ok((TcpStream::from_fd(fd)?, peer)))
+    }
+
+    /// Like `poll_accept`, but hands back the accepted socket (non-blocking, close-on-exec) without
+    /// registering it, for callers that register it elsewhere (the callback API's `Listener`).
+    pub(crate) fn poll_accept_fd(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(OwnedFd, SocketAddr)>> {
         let fd = self.inner.as_raw_fd();
         let accepted = self.backoff.poll_accept(
             self.inner.source(),
@@ -100,7 +110,7 @@ impl TcpListener {
         let peer = addr.to_inet().ok_or_else(|| {
             io::Error::other("accept returned a non-IP address on a TCP listener")
         })?;
-        Poll::Ready(Ok((TcpStream::from_fd(fd)?, peer)))
+        Poll::Ready(Ok((fd, peer)))
     }
 
     /// A stream of incoming connections, for use with `StreamExt`; it never ends.
