@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::executor::Runnable;
+use crate::executor::{Runnable, TaskMeta};
 use crate::task::JoinHandle;
 
 /// The most threads the pool runs at once; further jobs queue.
@@ -35,7 +35,7 @@ where
     T: Send + 'static,
 {
     let (runnable, task) = async_task::Builder::new()
-        .metadata(None)
+        .metadata(TaskMeta::Blocking)
         .propagate_panic(true)
         .spawn(move |_| async move { f() }, |r| POOL.schedule(r));
     runnable.schedule();

@@ -59,9 +59,11 @@
 //! |---|---|
 //! | OS backends and their contract | `src/sys/mod.rs`, `src/sys/epoll.rs`, `src/sys/kqueue.rs` |
 //! | registrations, readiness, wakers, the poll step | `src/reactor.rs` |
-//! | `block_on`, `spawn`, the run loop, the thread-local context | `src/executor/mod.rs`, `src/executor/context.rs` |
+//! | `block_on`, `spawn`, `Runtime` and its `Builder`, the thread-local context | `src/executor/{mod,runtime,context}.rs` |
+//! | the current-thread run loop | `src/executor/current.rs` |
+//! | the multi-thread runtime: design, workers and work stealing, sleeping workers, shutdown | `src/executor/{multi,worker,idle,sync}.rs` |
 //! | `JoinHandle`, `JoinError`, `yield_now` | `src/task.rs` |
-//! | timing wheel; `sleep`, `interval`, `timeout` | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs` |
+//! | timing wheel; `sleep`, `interval`, `timeout`; either flavor's timer store | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs`, `src/time/driver.rs` |
 //! | `Async<T>` for any file descriptor | `src/io.rs` |
 //! | `spawn_blocking` | `src/blocking.rs` |
 //! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
@@ -83,5 +85,5 @@ pub mod task;
 pub mod time;
 
 pub use blocking::spawn_blocking;
-pub use executor::{block_on, spawn, spawn_local, Runtime, EVENT_INTERVAL};
+pub use executor::{block_on, spawn, spawn_local, Builder, Runtime, EVENT_INTERVAL};
 pub use io::Async;

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -23,7 +22,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::sys::{self, Events, Interest, Poller};
-use crate::time::wheel::TimerWheel;
+use crate::time::driver::TimerStore;
 
 /// Readiness bits kept in `Source::state` (below the tick).
 const READABLE: usize = 1 << 0;
@@ -182,27 +181,30 @@ impl Reactor {
 
     /// Waits for I/O events and due timers, then wakes the tasks that wait on them.
     ///
-    /// `timers` is the wheel of the runtime that polls (timers belong to a runtime's thread; the reactor
-    /// only waits for them). With `block` false, or when a timer is already due, it only collects what
-    /// is ready now. Returns the time it read after waiting. Only one thread polls at a time: if another
-    /// one is polling, returns at once.
-    pub(crate) fn poll(&self, block: bool, timers: &RefCell<TimerWheel>) -> io::Result<Instant> {
+    /// `timers` is the wheel of the runtime that polls: a current-thread runtime's own wheel, or a
+    /// multi-thread runtime's shared one (see `time/driver.rs`); the reactor only waits for them. With
+    /// `block` false, or when a timer is already due, it only collects what is ready now. Returns the
+    /// time it read after waiting. Only one thread polls at a time: if another one is polling, returns
+    /// at once.
+    pub(crate) fn poll<'a>(
+        &self,
+        block: bool,
+        timers: impl Into<TimerStore<'a>>,
+    ) -> io::Result<Instant> {
+        let timers = timers.into();
         let Ok(mut guard) = self.poll_state.try_lock() else {
             return Ok(Instant::now());
         };
         let PollState { events, wakers } = &mut *guard;
         let now = Instant::now();
-        let next_timer = {
-            let mut timers = timers.borrow_mut();
-            timers.process(now, wakers);
-            timers.next_deadline()
-        };
-        let deadline = if !block || !wakers.is_empty() {
-            Some(now)
-        } else {
-            next_timer
-        };
-        self.poller.wait(events, deadline)?;
+        let (next_timer, deadline) = timers.before_wait(now, block, wakers);
+        let waited = self.poller.wait(events, deadline);
+        let mut after = now;
+        if deadline != Some(now) {
+            after = Instant::now();
+            timers.after_wait(after, next_timer.is_some(), wakers);
+        }
+        waited?;
 
         let tick = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         if events.iter().next().is_some() {
@@ -231,13 +233,6 @@ impl Reactor {
                     bits |= ERROR;
                 }
                 source.set_readiness(bits, tick, wakers);
-            }
-        }
-        let mut after = now;
-        if deadline != Some(now) {
-            after = Instant::now();
-            if next_timer.is_some() {
-                timers.borrow_mut().process(after, wakers);
             }
         }
 

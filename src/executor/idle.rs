@@ -1,0 +1,201 @@
+//! How idle workers of the multi-thread runtime sleep, and how new work wakes them without a lost
+//! wakeup.
+//!
+//! An idle worker does one of two things:
+//! - it becomes the **driver** (at most one at a time: `driver` holds its index) and blocks in the
+//!   reactor's poller until an event, a timer deadline or an eventfd `notify`;
+//! - otherwise it **parks** (std `thread::park`), listed in `sleepers`, until another thread takes it off
+//!   the list and unparks it.
+//!
+//! # The protocol
+//! Whoever makes work visible (pushes to a queue, an inbox or the injector) and the worker that goes to
+//! sleep follow the classic store-then-check pattern on both sides, with a `SeqCst` fence in between:
+//!
+//! | waker (after pushing the work)                 | sleeper (before blocking)                      |
+//! |---|---|
+//! | `fence(SeqCst)`                                | announce: `sleepers.push(i)`, `num_sleepers += 1` (or `driver = i`, `driver_blocked = true`) |
+//! | read `num_sleepers`; if > 0, pop one and unpark it | `fence(SeqCst)`                                |
+//! | else read `driver_blocked`; if set, clear it and `reactor.notify()` | look for work everywhere; if any, withdraw and run it |
+//!
+//! Both fences are `SeqCst`, so they are totally ordered: if the sleeper's fence comes first, the waker
+//! sees the announcement and wakes someone; if the waker's comes first, the sleeper sees the work. In
+//! both cases the work is not left behind with every worker asleep. A parked worker also implies a
+//! driver or a busy worker (a worker parks only when another one holds the driver role, and a worker
+//! that gives the role up is busy), so I/O and timers always have someone to notice them.
+//!
+//! Wakes are tokens: `notified` is set before `unpark`, and a parked worker returns only once it has
+//! consumed its token (or at shutdown), so spurious wakeups of `thread::park` are harmless; a token left
+//! over costs one spurious trip round the worker loop at most.
+//!
+//! The driver consumes no token: the eventfd write makes its `epoll_wait` return (or the next one return
+//! at once, if it was written before the driver got there). `driver_blocked` is swapped to false by the
+//! first notifier, so a burst of spawns costs one eventfd write, not one each.
+
+use super::sync::{current_thread, fence, lock, park, AtomicBool, AtomicUsize, Mutex, Thread};
+use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
+use std::sync::OnceLock;
+
+/// `driver` when no worker holds the driver role.
+pub(crate) const NO_DRIVER: usize = usize::MAX;
+
+/// The sleep state of a multi-thread runtime's workers.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    /// Indices of the parked workers (and of those about to park).
+    sleepers: Mutex<Vec<usize>>,
+    /// `sleepers.len()`, readable without the lock: wakers check it on every push.
+    num_sleepers: AtomicUsize,
+    /// One per worker: its wake token and its thread.
+    parkers: Box<[Parker]>,
+    /// The index of the worker that drives the reactor, or `NO_DRIVER`.
+    driver: AtomicUsize,
+    /// The driver is blocked in the poller, or about to be: a waker must `notify` the reactor.
+    driver_blocked: AtomicBool,
+}
+
+/// A worker's wake token and thread handle.
+#[derive(Debug)]
+struct Parker {
+    /// Set (before `unpark`) by whoever takes the worker off `sleepers`.
+    notified: AtomicBool,
+    /// The worker's thread, registered when it starts; unset until then (it cannot be parked before).
+    thread: OnceLock<Thread>,
+}
+
+impl Idle {
+    pub(crate) fn new(workers: usize) -> Idle {
+        Idle {
+            sleepers: Mutex::new(Vec::with_capacity(workers)),
+            num_sleepers: AtomicUsize::new(0),
+            parkers: (0..workers)
+                .map(|_| Parker {
+                    notified: AtomicBool::new(false),
+                    thread: OnceLock::new(),
+                })
+                .collect(),
+            driver: AtomicUsize::new(NO_DRIVER),
+            driver_blocked: AtomicBool::new(false),
+        }
+    }
+
+    /// Called by worker `i` on its own thread when it starts.
+    pub(crate) fn register(&self, i: usize) {
+        let _ = self.parkers[i].thread.set(current_thread());
+    }
+
+    /// After pushing work any worker may take: wakes one parked worker, or the driver, unless the
+    /// caller is the driver itself (worker `from`, waking tasks from inside its poll).
+    /// `notify_reactor` writes the reactor's eventfd.
+    pub(crate) fn notify_one(&self, from: Option<usize>, notify_reactor: impl FnOnce()) {
+        fence(SeqCst);
+        if self.num_sleepers.load(SeqCst) > 0 {
+            let popped = lock(&self.sleepers).pop();
+            if let Some(i) = popped {
+                self.num_sleepers.fetch_sub(1, SeqCst);
+                self.unpark(i);
+                return;
+            }
+        }
+        if self.driver_blocked.load(SeqCst)
+            && from.is_none_or(|f| self.driver.load(SeqCst) != f)
+            && self.driver_blocked.swap(false, SeqCst)
+        {
+            notify_reactor();
+        }
+    }
+
+    /// After pushing work only worker `i` may take (a pinned task): wakes it wherever it sleeps.
+    pub(crate) fn notify_worker(&self, i: usize, notify_reactor: impl FnOnce()) {
+        fence(SeqCst);
+        {
+            let mut sleepers = lock(&self.sleepers);
+            if let Some(pos) = sleepers.iter().position(|&s| s == i) {
+                sleepers.swap_remove(pos);
+                self.num_sleepers.fetch_sub(1, SeqCst);
+                drop(sleepers);
+                self.unpark(i);
+                return;
+            }
+        }
+        if self.driver.load(SeqCst) == i && self.driver_blocked.swap(false, SeqCst) {
+            notify_reactor();
+        }
+    }
+
+    /// Wakes every worker, wherever it sleeps (shutdown).
+    pub(crate) fn notify_all(&self, notify_reactor: impl FnOnce()) {
+        fence(SeqCst);
+        let all: Vec<usize> = std::mem::take(&mut *lock(&self.sleepers));
+        self.num_sleepers.fetch_sub(all.len(), SeqCst);
+        for i in 0..self.parkers.len() {
+            self.unpark(i);
+        }
+        notify_reactor();
+    }
+
+    fn unpark(&self, i: usize) {
+        let parker = &self.parkers[i];
+        parker.notified.store(true, Release);
+        if let Some(thread) = parker.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    /// Tries to make worker `i` the driver. On success the worker is announced as blocked: it must look
+    /// for work once more before it blocks in the poller, and call `stop_driving` afterwards.
+    pub(crate) fn try_drive(&self, i: usize) -> bool {
+        if self
+            .driver
+            .compare_exchange(NO_DRIVER, i, SeqCst, SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        self.driver_blocked.store(true, SeqCst);
+        fence(SeqCst);
+        true
+    }
+
+    /// Gives up the driver role taken by `try_drive`.
+    pub(crate) fn stop_driving(&self) {
+        self.driver_blocked.store(false, SeqCst);
+        self.driver.store(NO_DRIVER, SeqCst);
+    }
+
+    /// Whether some worker holds the driver role (then busy workers leave the reactor to it).
+    pub(crate) fn has_driver(&self) -> bool {
+        self.driver.load(Acquire) != NO_DRIVER
+    }
+
+    /// Parks worker `i` until it is woken. `has_work` is the final look for work, made after the
+    /// announcement (see the protocol); `stop` is the shutdown flag.
+    pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: &AtomicBool) {
+        lock(&self.sleepers).push(i);
+        self.num_sleepers.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        if has_work() || stop.load(SeqCst) {
+            self.withdraw(i);
+            return;
+        }
+        let parker = &self.parkers[i];
+        loop {
+            if parker.notified.swap(false, Acquire) {
+                return;
+            }
+            if stop.load(Acquire) {
+                self.withdraw(i);
+                return;
+            }
+            park();
+        }
+    }
+
+    /// Takes worker `i` off `sleepers` if no waker has already done so.
+    fn withdraw(&self, i: usize) {
+        let mut sleepers = lock(&self.sleepers);
+        if let Some(pos) = sleepers.iter().position(|&s| s == i) {
+            sleepers.swap_remove(pos);
+            self.num_sleepers.fetch_sub(1, SeqCst);
+        }
+    }
+}

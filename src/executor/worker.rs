@@ -1,0 +1,376 @@
+//! A worker of the multi-thread runtime: its queues, the order it takes work in, stealing, and what it
+//! does when idle or told to shut down. The queue design is described at the top of `multi.rs`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_deque::{Steal, Stealer, Worker as Deque};
+use slab::Slab;
+
+use super::context::EnterMulti;
+use super::multi::{Shared, TaskEntry, TaskTable, GLOBAL_INTERVAL};
+use super::sync::{lock, AtomicBool, AtomicPtr, Mutex};
+use super::{Runnable, EVENT_INTERVAL};
+
+/// How many tasks in a row a worker may take from its LIFO slot before it goes back to its queue.
+pub(crate) const MAX_LIFO_RUNS: u32 = 3;
+
+/// The parts of a worker that other threads reach.
+pub(crate) struct Remote {
+    /// Steals from the worker's local queue.
+    stealer: Stealer<Runnable>,
+    /// The LIFO slot: a raw `Runnable` (`Runnable::into_raw`), or null. Other workers may steal it, so
+    /// that a task parked there by a worker that then blocks in a long poll is not stranded.
+    ///
+    /// # Invariant
+    /// A non-null value is a pointer from `Runnable::into_raw` that nobody else owns: whoever swaps it
+    /// out (the only way to read it) turns it back into the `Runnable`.
+    lifo: AtomicPtr<()>,
+    /// Pinned (`spawn_local`) tasks woken from other threads, for the worker to move to its pinned
+    /// queue.
+    inbox: Mutex<VecDeque<Runnable>>,
+    /// Set whenever `inbox` may be non-empty, so the worker checks it without the lock.
+    has_inbox: AtomicBool,
+    /// Tasks first polled on this worker, so that shutdown can cancel tasks nobody would wake.
+    tasks: TaskTable,
+}
+
+impl Remote {
+    /// A new worker's local queue and the parts of it others reach.
+    pub(super) fn new() -> (Deque<Runnable>, Remote) {
+        let local = Deque::new_fifo();
+        let remote = Remote {
+            stealer: local.stealer(),
+            lifo: AtomicPtr::new(std::ptr::null_mut()),
+            inbox: Mutex::new(VecDeque::new()),
+            has_inbox: AtomicBool::new(false),
+            tasks: std::sync::Mutex::new(Slab::new()),
+        };
+        (local, remote)
+    }
+
+    /// Puts `r` in the LIFO slot; returns the task it displaced.
+    fn put_lifo(&self, r: Runnable) -> Option<Runnable> {
+        let old = self.lifo.swap(r.into_raw().as_ptr(), Ordering::AcqRel);
+        // SAFETY: by `lifo`'s invariant a non-null value is an owned `Runnable::into_raw` pointer, now
+        // ours since we swapped it out.
+        NonNull::new(old).map(|p| unsafe { Runnable::from_raw(p) })
+    }
+
+    /// Takes the task in the LIFO slot, if any (from any thread).
+    fn take_lifo(&self) -> Option<Runnable> {
+        if self.lifo.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        let old = self.lifo.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `put_lifo`.
+        NonNull::new(old).map(|p| unsafe { Runnable::from_raw(p) })
+    }
+
+    /// Queues a pinned task woken on another thread.
+    pub(super) fn push_inbox(&self, r: Runnable) {
+        lock(&self.inbox).push_back(r);
+        self.has_inbox.store(true, Ordering::SeqCst);
+    }
+
+    /// Enters a task in the table; returns its slot.
+    pub(super) fn enter(&self, entry: TaskEntry) -> usize {
+        super::lock(&self.tasks).insert(entry)
+    }
+
+    /// Takes a task's entry out of the table, unless shutdown already did and the slot was reused.
+    pub(super) fn leave(&self, slot: usize, data: *const ()) {
+        let mut tasks = super::lock(&self.tasks);
+        let entry = tasks
+            .get(slot)
+            .is_some_and(|t| t.waker.data() == data)
+            .then(|| tasks.remove(slot));
+        drop(tasks);
+        drop(entry); // its waker, outside the lock
+    }
+
+    /// Whether work this worker could run is queued here (for the last look before sleeping).
+    fn has_stealable(&self) -> bool {
+        !self.stealer.is_empty() || !self.lifo.load(Ordering::SeqCst).is_null()
+    }
+
+    /// After shutdown, on the caller's thread: drops the LIFO slot's task (always `Send`), and leaks the
+    /// pinned tasks still in the inbox (they may only be dropped on their worker, which is gone). With
+    /// `worker_exited` false the worker may still come back from a long poll and do it itself.
+    pub(super) fn drain_after_shutdown(&self, worker_exited: bool) {
+        drop(self.take_lifo());
+        if worker_exited {
+            for r in lock(&self.inbox).drain(..) {
+                std::mem::forget(r);
+            }
+        }
+    }
+}
+
+/// A worker thread's own state; lives on its stack for the thread's life.
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    /// The local FIFO queue; other workers steal from its far end.
+    local: Deque<Runnable>,
+    /// `spawn_local` tasks pinned to this worker, ready to run.
+    pinned: RefCell<VecDeque<Runnable>>,
+    /// A task is being polled on this worker: a wake or spawn it makes goes to the LIFO slot.
+    in_task: Cell<bool>,
+    /// Tasks taken from the LIFO slot in a row.
+    lifo_runs: Cell<u32>,
+    /// Counts picks, to look at the injector and the pinned queue first every `GLOBAL_INTERVAL`.
+    ticks: Cell<u32>,
+    /// Xorshift state choosing where stealing starts.
+    rng: Cell<u32>,
+}
+
+impl Worker {
+    pub(super) fn new(index: usize, shared: Arc<Shared>, local: Deque<Runnable>) -> Worker {
+        Worker {
+            index,
+            shared,
+            local,
+            pinned: RefCell::new(VecDeque::new()),
+            in_task: Cell::new(false),
+            lifo_runs: Cell::new(0),
+            ticks: Cell::new(0),
+            rng: Cell::new(0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1),
+        }
+    }
+
+    pub(super) fn remote(&self) -> &Remote {
+        &self.shared.remotes[self.index]
+    }
+
+    /// The worker thread's body: runs tasks until shutdown, then cancels its own.
+    pub(super) fn run(&self) {
+        /// Counts the worker out when it leaves, also by a panic.
+        struct Exit<'a>(&'a Shared);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                self.0.worker_exited();
+            }
+        }
+        let _exit = Exit(&self.shared);
+        let _enter = EnterMulti::new(&self.shared, Some(self));
+        self.shared.idle.register(self.index);
+        let mut polls = 0u32;
+        loop {
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            match self.next_task() {
+                Some(r) => {
+                    self.in_task.set(true);
+                    r.run();
+                    self.in_task.set(false);
+                    polls += 1;
+                    if polls >= EVENT_INTERVAL {
+                        polls = 0;
+                        if !self.shared.idle.has_driver() {
+                            self.poll_reactor(false);
+                        }
+                    }
+                }
+                None => {
+                    polls = 0;
+                    self.sleep();
+                }
+            }
+        }
+        self.cancel_own_tasks();
+    }
+
+    /// Schedules a task woken (or spawned) on this worker. Returns it if it must go elsewhere (a task
+    /// pinned to another worker).
+    pub(super) fn schedule(
+        &self,
+        r: Runnable,
+        pinned: Option<usize>,
+        woken_while_running: bool,
+    ) -> Option<Runnable> {
+        match pinned {
+            Some(i) if i == self.index => {
+                self.pinned.borrow_mut().push_back(r);
+                None
+            }
+            Some(_) => Some(r),
+            None if self.in_task.get() && !woken_while_running => {
+                // Message-passing locality: the woken task runs next, on this core's warm cache.
+                if let Some(old) = self.remote().put_lifo(r) {
+                    self.push_local(old);
+                }
+                None
+            }
+            // A task that yields (woken while it ran) goes to the back, as do wakes from the reactor.
+            None => {
+                self.push_local(r);
+                None
+            }
+        }
+    }
+
+    fn push_local(&self, r: Runnable) {
+        self.local.push(r);
+        let shared = &*self.shared;
+        shared
+            .idle
+            .notify_one(Some(self.index), || shared.reactor.notify());
+    }
+
+    /// The next task to run, in the order described in `multi.rs`.
+    fn next_task(&self) -> Option<Runnable> {
+        let tick = self.ticks.get().wrapping_add(1);
+        self.ticks.set(tick);
+        if tick.is_multiple_of(GLOBAL_INTERVAL) {
+            if let Some(r) = self.pop_pinned().or_else(|| self.steal_injector()) {
+                return Some(r);
+            }
+        }
+        let remote = self.remote();
+        if self.lifo_runs.get() < MAX_LIFO_RUNS {
+            if let Some(r) = remote.take_lifo() {
+                self.lifo_runs.set(self.lifo_runs.get() + 1);
+                return Some(r);
+            }
+        } else if let Some(r) = remote.take_lifo() {
+            self.local.push(r);
+        }
+        self.lifo_runs.set(0);
+        self.local
+            .pop()
+            .or_else(|| self.pop_pinned())
+            .or_else(|| self.steal_injector())
+            .or_else(|| self.steal_others())
+    }
+
+    fn pop_pinned(&self) -> Option<Runnable> {
+        let remote = self.remote();
+        let mut pinned = self.pinned.borrow_mut();
+        if remote.has_inbox.load(Ordering::Acquire) {
+            let mut inbox = lock(&remote.inbox);
+            remote.has_inbox.store(false, Ordering::Relaxed);
+            pinned.extend(inbox.drain(..));
+        }
+        pinned.pop_front()
+    }
+
+    fn steal_injector(&self) -> Option<Runnable> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(r) => return Some(r),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// Steals half of another worker's queue (or its LIFO slot), starting at a random victim.
+    fn steal_others(&self) -> Option<Runnable> {
+        let remotes = &self.shared.remotes;
+        let n = remotes.len();
+        if n == 1 {
+            return None;
+        }
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        let start = x as usize % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if i == self.index {
+                continue;
+            }
+            loop {
+                match remotes[i].stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(r) => return Some(r),
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+            if let Some(r) = remotes[i].take_lifo() {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// The last look for work before sleeping (see the protocol in `idle.rs`).
+    fn has_work(&self) -> bool {
+        let remote = self.remote();
+        !self.local.is_empty()
+            || !self.pinned.borrow().is_empty()
+            || remote.has_inbox.load(std::sync::atomic::Ordering::SeqCst)
+            || !self.shared.injector.is_empty()
+            || self.shared.remotes.iter().any(Remote::has_stealable)
+    }
+
+    /// Nothing to run: drive the reactor if no one does, otherwise park.
+    fn sleep(&self) {
+        let shared = &*self.shared;
+        if shared.idle.try_drive(self.index) {
+            if !self.has_work() && !shared.shutdown.load(Ordering::SeqCst) {
+                self.poll_reactor(true);
+            }
+            shared.idle.stop_driving();
+            // The poll may have woken many tasks onto this worker: let a sleeper steal some.
+            if self.local.len() > 1 {
+                shared
+                    .idle
+                    .notify_one(Some(self.index), || shared.reactor.notify());
+            }
+        } else {
+            shared
+                .idle
+                .park(self.index, || self.has_work(), &shared.shutdown);
+        }
+    }
+
+    fn poll_reactor(&self, block: bool) {
+        if let Err(e) = self.shared.reactor.poll(block, &self.shared.timers) {
+            // As in the current-thread loop: only programming errors make the poller fail.
+            panic!("evloop: the poller failed: {e}");
+        }
+    }
+
+    /// At shutdown, on this worker's thread: wakes every task in this worker's table so that it lands
+    /// in a queue, and drops what the queues hold, which drops the futures (`spawn_local` ones here,
+    /// on their own thread). Repeats while destructors wake or spawn more (bounded).
+    fn cancel_own_tasks(&self) {
+        let remote = self.remote();
+        for _ in 0..16 {
+            {
+                let tasks = super::lock(&remote.tasks);
+                for (_, task) in tasks.iter() {
+                    task.waker.wake_by_ref();
+                }
+            }
+            let mut dropped = false;
+            while let Some(r) = remote
+                .take_lifo()
+                .or_else(|| self.local.pop())
+                .or_else(|| self.pop_pinned())
+            {
+                dropped = true;
+                drop(r);
+            }
+            if !dropped {
+                break;
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn worker_exited(&self) {
+        let (count, cv) = &self.exited;
+        *super::lock(count) += 1;
+        cv.notify_all();
+    }
+}
