@@ -7,7 +7,8 @@
 //! ```text
 //! echo server tokio-ct|tokio-mt|smol|mio --addr 127.0.0.1:7100
 //! echo wait   --addr 127.0.0.1:7100          # returns once the server accepts (10 s at most)
-//! echo client --addr 127.0.0.1:7100 --type pp --conns 50 --size 64 --secs 3 [--server-pid PID] [--strace]
+//! echo client --addr 127.0.0.1:7100 --type pp --conns 50 --size 64 --secs 3 [--server-pid PID]
+//!             [--syscalls perf|strace]     # count the server's syscalls over the window instead
 //! echo report results.txt [--update BENCHMARKS.md --machine "..." --command "..."]
 //! ```
 //!
@@ -439,7 +440,7 @@ struct Client {
     scratch: Vec<u8>,
     size: u64,
     open_loop: Option<OpenLoop>,
-    /// No new message or chunk is started (used to quiesce around a strace window).
+    /// No new message or chunk is started (used to quiesce around a syscall-counting window).
     draining: bool,
     /// Latencies are recorded only inside the measured window.
     recording: bool,
@@ -709,11 +710,11 @@ fn client(o: &Opts) -> io::Result<()> {
     let size = o.num("size", 64.0) as u64;
     let warmup = Duration::from_secs_f64(o.num("warmup", 0.5));
     let secs = Duration::from_secs_f64(o.num("secs", 3.0));
-    let use_strace = o.0.contains_key("strace");
-    if use_strace && pid.is_none() {
+    let counter = o.0.get("syscalls").cloned();
+    if counter.is_some() && pid.is_none() {
         return Err(io::Error::new(
             ErrorKind::InvalidInput,
-            "--strace needs --server-pid",
+            "--syscalls needs --server-pid",
         ));
     }
 
@@ -787,10 +788,10 @@ fn client(o: &Opts) -> io::Result<()> {
     c.start_all();
     c.run(Instant::now() + warmup, false)?;
     let mut strace = None;
-    if let Some(pid) = pid.filter(|_| use_strace) {
+    if let (Some(pid), Some(tool)) = (pid, &counter) {
         // Quiesce, so that the syscalls counted and the round trips counted cover the same work.
         c.drain()?;
-        strace = Some(Strace::attach(pid)?);
+        strace = Some(SyscallCounter::attach(tool, pid)?);
         c.start_all();
     }
     let (rts0, bytes0, late0) = (
@@ -808,7 +809,7 @@ fn client(o: &Opts) -> io::Result<()> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = pid.map(cpu_ticks).transpose()?;
-    let syscalls = strace.map(Strace::finish).transpose()?;
+    let syscalls = strace.map(SyscallCounter::finish).transpose()?;
 
     let mut r = Report::new(o, &kind);
     let stream_bytes = c.stream_bytes - bytes0;
@@ -842,8 +843,7 @@ fn client(o: &Opts) -> io::Result<()> {
             r.put("cpu_us_per_rt", format!("{us:.3}"));
         }
     }
-    if let Some(calls) = syscalls {
-        let total: u64 = calls.values().sum();
+    if let Some((total, calls)) = syscalls {
         r.put(
             "syscalls_per_rt",
             format!("{:.3}", total as f64 / rt.max(1) as f64),
@@ -932,14 +932,7 @@ impl Report {
         r.put("name", o.str("name", kind));
         r.put("label", o.str("label", "server"));
         r.put("type", kind);
-        r.put(
-            "run",
-            if o.0.contains_key("strace") {
-                "strace"
-            } else {
-                "measure"
-            },
-        );
+        r.put("run", o.str("syscalls", "measure"));
         r.put("conns", o.str("conns", ""));
         r.put("size", o.str("size", ""));
         r
@@ -1002,68 +995,167 @@ fn fd_count(pid: u32) -> io::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
-/// `strace -c -f -p PID` attached for the measured window.
-struct Strace {
+/// Counts the server's syscalls over the measured window, attached to the running process.
+///
+/// `perf`: `perf stat` on the `raw_syscalls:sys_enter` tracepoint (and one `sys_enter_*` tracepoint per
+/// call of interest): it costs the server little, so it does not change what the server does.
+/// `strace`: `strace -c -f`, which stops the server at every syscall. That slowdown changes the counts
+/// of servers that read optimistically (smol): the next message is always already there, so no read
+/// returns EAGAIN and no epoll_wait is needed. Kept as a cross-check and for machines without perf.
+struct SyscallCounter {
     child: std::process::Child,
     out: std::path::PathBuf,
+    perf: bool,
 }
 
-impl Strace {
-    fn attach(pid: u32) -> io::Result<Strace> {
+/// The calls `perf` counts one by one (those that exist on this kernel); the rest is "other".
+const PERF_CALLS: &[&str] = &[
+    "read",
+    "readv",
+    "recvfrom",
+    "recvmsg",
+    "write",
+    "writev",
+    "sendto",
+    "sendmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_ctl",
+    "ioctl",
+    "futex",
+    "accept4",
+    "timerfd_settime",
+    "sched_yield",
+    "close",
+];
+
+impl SyscallCounter {
+    fn attach(tool: &str, pid: u32) -> io::Result<SyscallCounter> {
+        let perf = match tool {
+            "perf" => true,
+            "strace" => false,
+            other => {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("--syscalls {other}: use perf or strace"),
+                ))
+            }
+        };
         let out =
-            std::env::temp_dir().join(format!("echo-strace-{}-{pid}.txt", std::process::id()));
-        let mut child = Command::new("strace")
-            .args([
+            std::env::temp_dir().join(format!("echo-{tool}-{}-{pid}.txt", std::process::id()));
+        let mut cmd = if perf {
+            let mut cmd = Command::new("perf");
+            cmd.args([
+                "stat",
+                "-x",
+                ",",
+                "-p",
+                &pid.to_string(),
+                "-e",
+                "raw_syscalls:sys_enter",
+            ]);
+            for call in PERF_CALLS {
+                let tp = format!("/sys/kernel/tracing/events/syscalls/sys_enter_{call}");
+                if std::path::Path::new(&tp).exists() {
+                    cmd.args(["-e", &format!("syscalls:sys_enter_{call}")]);
+                }
+            }
+            cmd
+        } else {
+            let mut cmd = Command::new("strace");
+            cmd.args([
                 "-c",
                 "-f",
                 "-U",
                 "name,calls,errors",
                 "-p",
                 &pid.to_string(),
-                "-o",
-            ])
+            ]);
+            cmd
+        };
+        let mut child = cmd
+            .arg("-o")
             .arg(&out)
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
-                io::Error::new(e.kind(), format!("strace: {e} (apt-get install strace)"))
+                io::Error::new(
+                    e.kind(),
+                    format!("{tool}: {e} (benches/run.sh installs it)"),
+                )
             })?;
-        // strace says "Process N attached" once it traces every thread; nothing is in flight now.
         let stderr = child
             .stderr
             .take()
-            .ok_or_else(|| io::Error::other("strace: no stderr"))?;
+            .ok_or_else(|| io::Error::other("no stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("attached") => break,
-                Some(Ok(_)) => {}
-                _ => return Err(io::Error::other("strace exited before attaching")),
+        if !perf {
+            // strace says "Process N attached" once it traces every thread; nothing is in flight now.
+            loop {
+                match lines.next() {
+                    Some(Ok(l)) if l.contains("attached") => break,
+                    Some(Ok(_)) => {}
+                    _ => return Err(io::Error::other("strace exited before attaching")),
+                }
             }
         }
         // Keep draining its stderr so it can never block on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        std::thread::sleep(Duration::from_millis(50));
-        Ok(Strace { child, out })
+        // perf prints nothing once attached: give it time (nothing is in flight, so nothing is missed).
+        std::thread::sleep(Duration::from_millis(if perf { 300 } else { 50 }));
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "{tool} exited at once ({status})"
+            )));
+        }
+        Ok(SyscallCounter { child, out, perf })
     }
 
-    /// Detaches and returns the number of calls per syscall.
-    fn finish(mut self) -> io::Result<BTreeMap<String, u64>> {
-        // SAFETY: kill(2) on our own child's pid; SIGINT makes strace detach and print its summary.
+    /// Detaches; returns the total number of syscalls and the number per call.
+    fn finish(mut self) -> io::Result<(u64, BTreeMap<String, u64>)> {
+        // SAFETY: kill(2) on our own child's pid; SIGINT makes it detach and write its summary.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         self.child.wait()?;
         let text = std::fs::read_to_string(&self.out)?;
         let _ = std::fs::remove_file(&self.out);
         let mut calls = BTreeMap::new();
+        let mut total = None;
         for line in text.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if let [name, n, ..] = f[..] {
-                if let (Ok(n), true) = (n.parse::<u64>(), name != "total") {
-                    calls.insert(name.to_string(), n);
+            if self.perf {
+                // CSV: count,unit,event,...
+                let f: Vec<&str> = line.split(',').collect();
+                let (Some(n), Some(event)) = (f.first(), f.get(2)) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<u64>() else { continue };
+                if *event == "raw_syscalls:sys_enter" {
+                    total = Some(n);
+                } else if let Some(call) = event.strip_prefix("syscalls:sys_enter_") {
+                    calls.insert(call.to_string(), n);
+                }
+            } else {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if let [name, n, ..] = f[..] {
+                    if let (Ok(n), true) = (n.parse::<u64>(), name != "total") {
+                        calls.insert(name.to_string(), n);
+                    }
                 }
             }
         }
-        Ok(calls)
+        let named: u64 = calls.values().sum();
+        let total = match total {
+            Some(t) => t,
+            None if self.perf => {
+                return Err(io::Error::other(format!("perf wrote no count: {text}")))
+            }
+            None => named,
+        };
+        if total > named {
+            calls.insert("other".to_string(), total - named);
+        }
+        Ok((total, calls))
     }
 }
 
@@ -1130,12 +1222,20 @@ const METHOD: &str = "How: every server runs alone, pinned with `taskset -c 0`; 
 single-threaded on mio, TCP_NODELAY, one message in flight per ping-pong connection, every echoed byte checked) \
 runs on `taskset -c 1`. Servers alternate within each repetition; cells are `median (min-max)` over the \
 repetitions. *CPU/rt*: the server's utime+stime from /proc/PID/stat over the measured window, divided by round trips. \
-*Syscalls/rt*: a separate run under `strace -c -f -p PID`, attached after all connections are quiesced and \
-detached after they are quiesced again, divided by the round trips of that window (strace slows the server, \
-not the count). *Peak RSS*: VmHWM. *Idle*: VmRSS growth after opening the connections (no byte sent: buffers \
+*Syscalls/rt*: a separate run, counted by `perf stat -e raw_syscalls:sys_enter -p PID` (plus one \
+`syscalls:sys_enter_*` tracepoint per call of interest) attached after all connections are quiesced and detached after \
+they are quiesced again, divided by the round trips of that window. `strace -c -f -p PID` is run too, on fewer \
+shapes, as a cross-check (and is the fallback without perf); it stops the server at each syscall, and with the \
+server that slow a server that reads before waiting (smol) always finds the next message there: strace reports \
+about 2.0 for smol where perf counts over 5. *Peak RSS*: VmHWM. *Idle*: VmRSS growth after opening the connections (no byte sent: buffers \
 that are allocated lazily do not exist yet), then after one 64-byte echo on each, divided by the number of \
 connections. Peer servers allocate their 16 KiB buffer on the first readable byte. Latency of the open-loop \
 scenario is measured from each message's intended send time (no coordinated omission).\n";
+
+fn rows_have(rows: &[&BTreeMap<String, String>], run: &str) -> bool {
+    rows.iter()
+        .any(|r| r.get("run").map(String::as_str) == Some(run))
+}
 
 /// Median, min and max of one metric over the repetitions.
 fn stats(vals: &[f64]) -> Option<(f64, f64, f64)> {
@@ -1219,8 +1319,14 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str) -> String {
             (Some(a), Some(b)) if b > 0.0 => format!("{a:.2}x", a = a / b),
             _ => "-".into(),
         };
+        // perf's count when there is one: strace's slowdown changes what some servers do.
+        let counter = if rows_have(&of_name, "perf") {
+            "perf"
+        } else {
+            "strace"
+        };
         let sys = |label: &str| {
-            median(label, "strace", "syscalls_per_rt").map_or("-".into(), |v| format!("{v:.2}"))
+            median(label, counter, "syscalls_per_rt").map_or("-".into(), |v| format!("{v:.2}"))
         };
         let rss = |label: &str| {
             median(label, "measure", "peak_rss_kb")
@@ -1301,30 +1407,47 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str) -> String {
             };
             out += &format!("| {l} | {} |\n", row.join(" | "));
         }
-        // Which syscalls make up the count, from the strace runs.
-        let mut breakdown = Vec::new();
-        for l in &labels {
-            let Some(r) = of_name.iter().find(|r| {
-                r.get("label").map(String::as_str) == Some(l)
-                    && r.get("run").map(String::as_str) == Some("strace")
-            }) else {
-                continue;
-            };
-            let calls: Vec<String> = r
-                .iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix("sc_")?, v.parse::<f64>().ok()?)))
-                .filter(|(_, v)| *v >= 0.01)
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|(k, v)| format!("{k} {v:.2}"))
-                .collect();
-            breakdown.push(format!("{l}: {}", calls.join(", ")));
-        }
-        if !breakdown.is_empty() {
+        // Which syscalls make up the count.
+        let breakdown = |run: &str| -> Vec<String> {
+            let mut parts = Vec::new();
+            for l in &labels {
+                let Some(r) = of_name.iter().find(|r| {
+                    r.get("label").map(String::as_str) == Some(l)
+                        && r.get("run").map(String::as_str) == Some(run)
+                }) else {
+                    continue;
+                };
+                let total: f64 = r
+                    .get("syscalls_per_rt")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                let calls: Vec<String> = r
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix("sc_")?, v.parse::<f64>().ok()?)))
+                    .filter(|(_, v)| *v >= 0.01)
+                    .map(|(k, v)| format!("{k} {v:.2}"))
+                    .collect();
+                parts.push(format!("{l} {total:.2}: {}", calls.join(", ")));
+            }
+            parts
+        };
+        let by_perf = breakdown("perf");
+        if !by_perf.is_empty() {
             out += &format!(
-                "\nSyscalls per round trip by call (strace -c): {}.\n",
-                breakdown.join("; ")
+                "\nSyscalls per round trip by call (`perf stat`, syscall tracepoints): {}.\n",
+                by_perf.join("; ")
+            );
+        }
+        let by_strace = breakdown("strace");
+        if !by_strace.is_empty() {
+            out += &format!(
+                "\nThe same counted with `strace -c -f`{}: {}.\n",
+                if by_perf.is_empty() {
+                    ""
+                } else {
+                    " (cross-check; strace stops the server at every call, which changes what optimistic readers such as smol do)"
+                },
+                by_strace.join("; ")
             );
         }
         let errors: f64 = of_name

@@ -8,7 +8,7 @@
 #
 # Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...".
-# Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, gcc.
+# Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, linux-perf, gcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,24 +32,35 @@ while (($#)); do
 done
 if ((QUICK)); then
     REPS=${REPS:-1} SECS=${SECS:-1} WARMUP=0.3 IDLE_CONNS=2000 WRITE=${WRITE:-0}
-    STRACE_SCENARIOS="pp64x50"
+    SYSCALL_SCENARIOS="pp64x50" STRACE_SCENARIOS="pp64x50"
 else
     REPS=${REPS:-3} SECS=${SECS:-2} WARMUP=0.5 IDLE_CONNS=10000 WRITE=${WRITE:-1}
-    STRACE_SCENARIOS="pp64x1 pp64x50 pp64x1000 stream16k"
+    SYSCALL_SCENARIOS="pp64x1 pp64x50 pp64x1000 stream16k" STRACE_SCENARIOS="pp64x50"
 fi
 
 # --- What the suite needs on a fresh Debian machine ------------------------------------------------
 missing=()
 command -v strace >/dev/null || missing+=(strace)
+command -v perf >/dev/null || missing+=(linux-perf)
 command -v cc >/dev/null || missing+=(gcc)
 command -v taskset >/dev/null || missing+=(util-linux)
 [ -f /usr/include/event2/bufferevent.h ] || missing+=(libevent-dev)
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if ((${#missing[@]})); then
     ((INSTALL)) || { echo "run.sh: missing ${missing[*]} (and --no-install given)" >&2; exit 1; }
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     echo "== installing ${missing[*]}"
     $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# Syscalls are counted with perf on the syscall tracepoints (cheap enough not to change what the
+# server does); strace -c is the cross-check, and the fallback where perf cannot count them.
+[ -d /sys/kernel/tracing/events ] || $SUDO mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+COUNTER=strace
+if perf stat -x, -e raw_syscalls:sys_enter -- true 2>&1 | grep -q '^[0-9]'; then
+    COUNTER=perf
+else
+    echo "run.sh: perf cannot count syscall tracepoints here: syscalls are counted with strace -c" >&2
+fi
+
 # 10,000 idle connections need that many descriptors on each side.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (($(ulimit -n) < IDLE_CONNS + 1000)); then
@@ -120,7 +131,7 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
 PORT=7400
-run_one() { # label name run(measure|strace) client-args...
+run_one() { # label name run(measure|perf|strace) client-args...
     local label=$1 name=$2 run=$3; shift 3
     local addr cmd
     # Skip ports someone else listens on: the client must never measure a stranger.
@@ -137,7 +148,7 @@ run_one() { # label name run(measure|strace) client-args...
         cleanup; SPID=""; return 0
     fi
     local extra=()
-    [ "$run" = strace ] && extra=(--strace)
+    [ "$run" = measure ] || extra=(--syscalls "$run")
     if ! timeout $((${SECS%.*} + 90)) taskset -c 1 "$ECHO" client --addr "$addr" --server-pid "$SPID" \
         --label "$label" --name "$name" --secs "$SECS" --warmup "$WARMUP" "$@" "${extra[@]}" \
         >"$OUT/last.txt" 2>>"$LOG"; then
@@ -166,7 +177,10 @@ for entry in "${SCENARIOS[@]}"; do
             run_one "${SERVERS[$(((k + rep) % n))]}" "$name" measure "${args[@]}"
         done
     done
-    if [[ " $STRACE_SCENARIOS " == *" $name "* ]]; then
+    if [[ " $SYSCALL_SCENARIOS " == *" $name "* ]]; then
+        for s in "${SERVERS[@]}"; do run_one "$s" "$name" "$COUNTER" "${args[@]}"; done
+    fi
+    if [ "$COUNTER" = perf ] && [[ " $STRACE_SCENARIOS " == *" $name "* ]]; then
         for s in "${SERVERS[@]}"; do run_one "$s" "$name" strace "${args[@]}"; done
     fi
 done
