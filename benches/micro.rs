@@ -99,6 +99,31 @@ fn benches() -> Vec<Bench> {
             target: None,
             make: clock,
         },
+        Bench {
+            name: "mt: cpu-bound tasks (per task)",
+            target: None,
+            make: mt_cpu_bound,
+        },
+        Bench {
+            name: "mt: spawn-many (per task)",
+            target: None,
+            make: mt_spawn_many,
+        },
+        Bench {
+            name: "mt: chained spawn (per task)",
+            target: None,
+            make: mt_chained_spawn,
+        },
+        Bench {
+            name: "mt: ping-pong (round trip)",
+            target: None,
+            make: mt_ping_pong,
+        },
+        Bench {
+            name: "mt: yield-many (per yield)",
+            target: None,
+            make: mt_yield_many,
+        },
     ]
 }
 
@@ -640,4 +665,193 @@ fn main() {
             r.bench, r.runtime, r.median, r.min, r.max, r.iters, target
         );
     }
+}
+
+// ---- Multi-thread runtimes (issue #6): evloop's `Runtime::builder()` against tokio's multi_thread
+// runtime (`enable_all`), both with 2 workers unless the name says otherwise; the shapes of tokio's
+// `rt_multi_threaded` benchmarks. Every task is spawned from inside a task, so it starts on a worker.
+
+fn evloop_mt(workers: usize) -> evloop::Runtime {
+    evloop::Runtime::builder()
+        .worker_threads(workers)
+        .build()
+        .expect("evloop runtime")
+}
+
+fn tokio_mt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// About 20 µs of work that the optimiser cannot remove.
+fn cpu_work(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    black_box(x)
+}
+
+/// Runs `n` tasks of `body` spawned from one task, waiting for all of them through a counter and a
+/// channel (so the join itself costs nothing per task).
+macro_rules! spawn_n {
+    ($spawn:path, $n:expr, $body:expr) => {{
+        let n = $n;
+        let left = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(n));
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+        $spawn(async move {
+            for i in 0..n {
+                let left = left.clone();
+                let tx = tx.clone();
+                $spawn(async move {
+                    $body(i);
+                    if left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                        let _ = tx.lock().unwrap().take().unwrap().send(());
+                    }
+                });
+            }
+        });
+        let _ = rx.await;
+    }};
+}
+
+fn mt_cpu_bound() -> Vec<Contender> {
+    let mut out = Vec::new();
+    for (name, workers) in [("evloop mt, 1 worker", 1), ("evloop mt, 2 workers", 2)] {
+        let rt = evloop_mt(workers);
+        out.push(Contender::new(name, move |n| {
+            rt.block_on(timed(async { spawn_n!(evloop::spawn, n, cpu_work) }))
+        }));
+    }
+    for (name, workers) in [("tokio mt, 1 worker", 1), ("tokio mt, 2 workers", 2)] {
+        let tk = tokio_mt(workers);
+        out.push(Contender::new(name, move |n| {
+            tk.block_on(timed(async { spawn_n!(tokio::spawn, n, cpu_work) }))
+        }));
+    }
+    out
+}
+
+fn mt_spawn_many() -> Vec<Contender> {
+    let rt = evloop_mt(2);
+    let tk = tokio_mt(2);
+    vec![
+        Contender::new("evloop mt", move |n| {
+            rt.block_on(timed(async {
+                spawn_n!(evloop::spawn, n, black_box::<u64>)
+            }))
+        }),
+        Contender::new("tokio mt", move |n| {
+            tk.block_on(timed(async { spawn_n!(tokio::spawn, n, black_box::<u64>) }))
+        }),
+    ]
+}
+
+/// Each task spawns the next; the last one signals.
+macro_rules! chain {
+    ($spawn:path, $name:ident) => {
+        fn $name(left: u64, done: futures::channel::oneshot::Sender<()>) {
+            if left == 0 {
+                let _ = done.send(());
+            } else {
+                $spawn(async move { $name(left - 1, done) });
+            }
+        }
+    };
+}
+chain!(evloop::spawn, evloop_chain);
+chain!(tokio::spawn, tokio_chain);
+
+fn mt_chained_spawn() -> Vec<Contender> {
+    let rt = evloop_mt(2);
+    let tk = tokio_mt(2);
+    vec![
+        Contender::new("evloop mt", move |n| {
+            rt.block_on(timed(async move {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                evloop::spawn(async move { evloop_chain(n, tx) });
+                let _ = rx.await;
+            }))
+        }),
+        Contender::new("tokio mt", move |n| {
+            tk.block_on(timed(async move {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                tokio::spawn(async move { tokio_chain(n, tx) });
+                let _ = rx.await;
+            }))
+        }),
+    ]
+}
+
+fn mt_ping_pong() -> Vec<Contender> {
+    let rt = evloop_mt(2);
+    let tk = tokio_mt(2);
+    vec![
+        Contender::new("evloop mt", move |n| {
+            rt.block_on(timed(async move {
+                let (a, b) = ping_pong_pair(n);
+                let b = evloop::spawn(b);
+                evloop::spawn(a).await.unwrap();
+                b.await.unwrap();
+            }))
+        }),
+        Contender::new("tokio mt", move |n| {
+            tk.block_on(timed(async move {
+                let (a, b) = ping_pong_pair(n);
+                let b = tokio::spawn(b);
+                tokio::spawn(a).await.unwrap();
+                b.await.unwrap();
+            }))
+        }),
+    ]
+}
+
+/// 200 tasks yield `n / 200` times each.
+const YIELDERS: u64 = 200;
+
+fn mt_yield_many() -> Vec<Contender> {
+    let rt = evloop_mt(2);
+    let tk = tokio_mt(2);
+    vec![
+        Contender::new("evloop mt", move |n| {
+            let per = n.div_ceil(YIELDERS);
+            rt.block_on(timed(async move {
+                let hs: Vec<_> = (0..YIELDERS)
+                    .map(|_| {
+                        evloop::spawn(async move {
+                            for _ in 0..per {
+                                evloop::task::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            }))
+        }),
+        Contender::new("tokio mt", move |n| {
+            let per = n.div_ceil(YIELDERS);
+            tk.block_on(timed(async move {
+                let hs: Vec<_> = (0..YIELDERS)
+                    .map(|_| {
+                        tokio::spawn(async move {
+                            for _ in 0..per {
+                                tokio::task::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            }))
+        }),
+    ]
 }

@@ -1,10 +1,11 @@
 //! The echo server written as async tasks: one spawned task per connection, TCP_NODELAY on each.
 //!
 //! ```text
-//! cargo run --release --example echo_async -- [--addr 127.0.0.1:7000] [--idle-timeout-ms 0]
+//! cargo run --release --example echo_async -- [--addr 127.0.0.1:7000] [--idle-timeout-ms 0] [--threads 0]
 //! ```
 //!
 //! `--idle-timeout-ms N` closes a connection that sends nothing for N ms (0, the default: never).
+//! `--threads N` runs on a multi-thread runtime with N workers (0, the default: `evloop::block_on`).
 //! Load it with `cargo run --release --example echo_client`.
 
 use std::io;
@@ -17,8 +18,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 const BUF_SIZE: usize = 16 * 1024;
 
 fn main() -> io::Result<()> {
-    let (addr, idle) = parse_args()?;
-    evloop::block_on(async move {
+    let (addr, idle, threads) = parse_args()?;
+    let server = async move {
         let listener = TcpListener::bind(addr.as_str()).await?;
         println!("echo_async listening on {}", listener.local_addr()?);
         loop {
@@ -30,7 +31,11 @@ fn main() -> io::Result<()> {
                 Err(e) => eprintln!("accept: {e}"),
             }
         }
-    })
+    };
+    match threads {
+        0 => evloop::block_on(server),
+        n => evloop::Runtime::builder().worker_threads(n).build()?.block_on(server),
+    }
 }
 
 /// Echoes until the peer closes, an error, or `idle` passes without data.
@@ -38,9 +43,10 @@ async fn serve(mut stream: TcpStream, idle: Option<Duration>) {
     if stream.set_nodelay(true).is_err() {
         return;
     }
-    let mut buf = vec![0; BUF_SIZE];
+    // Allocated once the peer first sends: an idle connection costs no buffer.
+    let mut buf = Vec::new();
     loop {
-        let read = stream.read(&mut buf);
+        let read = read_some(&mut stream, &mut buf);
         let n = match idle {
             None => read.await,
             Some(limit) => match evloop::time::timeout(limit, read).await {
@@ -59,10 +65,20 @@ async fn serve(mut stream: TcpStream, idle: Option<Duration>) {
     }
 }
 
-/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand.
-fn parse_args() -> io::Result<(String, Option<Duration>)> {
+/// Reads into `buf`, giving it its size at the first byte to read.
+async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.is_empty() {
+        stream.readable().await?;
+        buf.resize(BUF_SIZE, 0);
+    }
+    stream.read(buf).await
+}
+
+/// `--addr HOST:PORT`, `--idle-timeout-ms N` and `--threads N`, parsed by hand.
+fn parse_args() -> io::Result<(String, Option<Duration>, usize)> {
     let mut addr = "127.0.0.1:7000".to_string();
     let mut idle = None;
+    let mut threads = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -76,15 +92,20 @@ fn parse_args() -> io::Result<(String, Option<Duration>)> {
                     .map_err(|_| usage("--idle-timeout-ms takes a number"))?;
                 idle = (ms > 0).then(|| Duration::from_millis(ms));
             }
+            "--threads" => {
+                threads = value
+                    .parse()
+                    .map_err(|_| usage("--threads takes a number"))?;
+            }
             _ => return Err(usage(&format!("unknown flag {flag}"))),
         }
     }
-    Ok((addr, idle))
+    Ok((addr, idle, threads))
 }
 
 fn usage(problem: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N]"),
+        format!("{problem}\nusage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N] [--threads N]"),
     )
 }
