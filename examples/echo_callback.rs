@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use evloop::event::{BevFlags, BufferEvent, EventBase, Flags, Listener};
 
+/// Output a connection may queue before the server stops reading from it.
+const OUTPUT_HIGH: usize = 256 * 1024;
+
 fn main() -> io::Result<()> {
     let (addr, idle) = parse_args()?;
     let base = EventBase::new()?;
@@ -26,10 +29,21 @@ fn main() -> io::Result<()> {
             Ok(bev) => bev,
             Err(e) => return eprintln!("buffer event: {e}"),
         };
-        // The output is written right after this callback, in one syscall.
+        // The output is written right after this callback, in one syscall. A peer that sends but does
+        // not read its echoes is not read from either until its output drains (backpressure).
         bev.set_read_cb(|bev| {
             let mut input = bev.input();
             bev.output().append_buffer(&mut input);
+            drop(input);
+            if bev.output().len() > OUTPUT_HIGH {
+                bev.disable(Flags::READ);
+            }
+        });
+        bev.set_watermark(Flags::WRITE, OUTPUT_HIGH / 2, 0);
+        bev.set_write_cb(|bev| {
+            if !bev.enabled().contains(Flags::READ) {
+                bev.enable(Flags::READ);
+            }
         });
         bev.set_event_cb(|bev, what| {
             if what.contains(BevFlags::ERROR) {

@@ -59,6 +59,7 @@
 //! |---|---|
 //! | OS backends and their contract | `src/sys/mod.rs`, `src/sys/epoll.rs`, `src/sys/kqueue.rs` |
 //! | registrations, readiness, wakers, the poll step | `src/reactor.rs` |
+//! | the cooperative I/O budget (one busy socket cannot starve the thread) | `src/coop.rs` |
 //! | `block_on`, `spawn`, `Runtime` and its `Builder`, the thread-local context | `src/executor/{mod,runtime,context}.rs` |
 //! | the current-thread run loop | `src/executor/current.rs` |
 //! | the multi-thread runtime: design, workers and work stealing, sleeping workers, shutdown | `src/executor/{multi,worker,idle,sync}.rs` |
@@ -74,6 +75,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod blocking;
+mod coop;
 pub mod event;
 mod executor;
 pub mod io;

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use crate::coop;
 use crate::sys::{self, Events, Interest, Poller};
 use crate::time::driver::TimerStore;
 
@@ -296,26 +297,33 @@ pub(crate) struct Source {
 }
 
 /// The tasks waiting on one direction of a source: one inline (the common case costs no allocation),
-/// the rest in a list.
+/// the rest in a list allocated only when a second task waits (boxed, so an idle source stays small).
 #[derive(Default)]
 struct Waiters {
     first: Option<Waker>,
-    rest: Vec<Waker>,
+    rest: Option<Box<Vec<Waker>>>,
 }
 
 impl Waiters {
     fn add(&mut self, waker: &Waker) {
-        match &self.first {
-            None => self.first = Some(waker.clone()),
-            Some(w) if w.will_wake(waker) => {}
-            Some(_) if self.rest.iter().any(|w| w.will_wake(waker)) => {}
-            Some(_) => self.rest.push(waker.clone()),
+        let Some(first) = &self.first else {
+            self.first = Some(waker.clone());
+            return;
+        };
+        if first.will_wake(waker) {
+            return;
+        }
+        let rest = self.rest.get_or_insert_with(Default::default);
+        if !rest.iter().any(|w| w.will_wake(waker)) {
+            rest.push(waker.clone());
         }
     }
 
     fn take_into(&mut self, out: &mut Vec<Waker>) {
         out.extend(self.first.take());
-        out.append(&mut self.rest);
+        if let Some(rest) = &mut self.rest {
+            out.append(rest);
+        }
     }
 }
 
@@ -343,9 +351,14 @@ impl Source {
     }
 
     /// Ready if the last event for `dir` has not been cleared; otherwise stores the waker.
+    ///
+    /// A ready source spends one unit of the thread's cooperative budget (`coop.rs`): once in a while
+    /// it returns `Pending` with the task already woken, so that one busy connection cannot starve the
+    /// rest of the thread.
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         let state = self.state.load(Ordering::Acquire);
         if state & dir.mask() != 0 {
+            std::task::ready!(coop::poll_proceed(cx));
             return Poll::Ready(ReadyEvent {
                 direction: dir,
                 state,

@@ -380,3 +380,33 @@ fn dropping_an_async_wakes_nobody_and_later_io_still_works() {
         assert_eq!(&buf, b"y");
     });
 }
+
+/// A task whose socket always has data must still let the others run: the cooperative budget makes it
+/// yield now and then, so a timer armed beside it fires long before it has read everything.
+#[test]
+fn a_socket_that_is_always_ready_does_not_starve_other_tasks() {
+    util::block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let queued = fill(&b); // the whole socket buffer, queued for `a`
+        let a = Async::new(a).unwrap();
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = fired.clone();
+        let timer = spawn(async move {
+            sleep(ms(1)).await;
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        yield_now().await; // let the timer arm before the reader starts
+        // One-byte reads: each succeeds in full, so readiness is never cleared and, without a budget,
+        // the loop would read the whole buffer in a single poll.
+        let mut read = 0;
+        let mut byte = [0u8; 1];
+        while read < queued && !fired.load(std::sync::atomic::Ordering::SeqCst) {
+            read += (&a).read(&mut byte).await.unwrap();
+        }
+        assert!(
+            read < queued,
+            "the reader consumed all {queued} bytes before a 1 ms timer beside it could fire"
+        );
+        timer.await.unwrap();
+    });
+}
