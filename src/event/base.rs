@@ -383,14 +383,8 @@ impl<'a> Dispatcher<'a> {
             } else if inner.n_active() == 0 {
                 match self.mode {
                     Mode::Once { block: false } if !polled_reactor => {
-                        // Collect what is ready now, without blocking (we are inside the runtime's
-                        // `block_on`, which is not polling the reactor at this moment).
                         polled_reactor = true;
-                        with_core(|core| {
-                            if let Some(core) = core {
-                                let _ = inner.reactor.poll(false, &core.timers);
-                            }
-                        });
+                        inner.poll_reactor_now();
                         continue;
                     }
                     Mode::Once { block: false } => return Poll::Ready(0),
@@ -415,6 +409,10 @@ impl<'a> Dispatcher<'a> {
                 *left = left.saturating_sub(n.max(1));
             }
             if budget == 0 {
+                // Events that stay active (a peer that never stops sending re-activates its event
+                // after each capped read) must not keep the others from being seen: collect what the
+                // kernel has ready now, so those events queue up behind them, then let tasks run.
+                inner.poll_reactor_now();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -449,5 +447,18 @@ struct ResetOnDrop<'a>(&'a std::cell::Cell<bool>);
 impl Drop for ResetOnDrop<'_> {
     fn drop(&mut self) {
         self.0.set(false);
+    }
+}
+
+impl BaseInner {
+    /// Collects what the kernel has ready now, without blocking: the dispatcher runs inside the
+    /// runtime's `block_on`, which is not polling the reactor at that moment.
+    fn poll_reactor_now(&self) {
+        with_core(|core| {
+            if let Some(core) = core {
+                // A failed non-blocking poll loses nothing: the runtime polls again when it parks.
+                let _ = self.reactor.poll(false, &core.timers);
+            }
+        });
     }
 }
