@@ -152,7 +152,7 @@ impl Reactor {
             fd,
             key,
             state: AtomicUsize::new(0),
-            wakers: Mutex::new([Waiters::default(), Waiters::default()]),
+            wakers: Mutex::new(Waiters::default()),
         });
         entry.insert(source.clone());
         Ok(source)
@@ -291,38 +291,48 @@ pub(crate) struct Source {
     key: usize,
     /// Readiness bits (low `TICK_SHIFT` bits) and the tick of the poll that last set them.
     state: AtomicUsize,
-    /// Tasks waiting to read (`[0]`) and to write (`[1]`). Usually one each; several tasks sharing a
-    /// `&TcpStream` may wait on one direction, and all of them are woken.
-    wakers: Mutex<[Waiters; 2]>,
+    /// Tasks waiting to read and to write. Usually one each; several tasks sharing a `&TcpStream` may
+    /// wait on one direction, and all of them are woken.
+    wakers: Mutex<Waiters>,
 }
 
-/// The tasks waiting on one direction of a source: one inline (the common case costs no allocation),
-/// the rest in a list allocated only when a second task waits (boxed, so an idle source stays small).
+/// The tasks waiting on a source: one per direction inline (the common case costs no allocation), and
+/// any further ones in a list allocated only when a second task waits on the same direction. Kept
+/// small because every idle connection has one.
 #[derive(Default)]
 struct Waiters {
-    first: Option<Waker>,
-    rest: Option<Box<Vec<Waker>>>,
+    /// The first waiter to read (`[0]`) and to write (`[1]`).
+    first: [Option<Waker>; 2],
+    /// Further waiters, with their direction.
+    rest: Option<Box<Vec<(Direction, Waker)>>>,
 }
 
 impl Waiters {
-    fn add(&mut self, waker: &Waker) {
-        let Some(first) = &self.first else {
-            self.first = Some(waker.clone());
+    fn add(&mut self, dir: Direction, waker: &Waker) {
+        let Some(first) = &self.first[dir as usize] else {
+            self.first[dir as usize] = Some(waker.clone());
             return;
         };
         if first.will_wake(waker) {
             return;
         }
         let rest = self.rest.get_or_insert_with(Default::default);
-        if !rest.iter().any(|w| w.will_wake(waker)) {
-            rest.push(waker.clone());
+        if !rest.iter().any(|(d, w)| *d == dir && w.will_wake(waker)) {
+            rest.push((dir, waker.clone()));
         }
     }
 
-    fn take_into(&mut self, out: &mut Vec<Waker>) {
-        out.extend(self.first.take());
+    fn take_into(&mut self, dir: Direction, out: &mut Vec<Waker>) {
+        out.extend(self.first[dir as usize].take());
         if let Some(rest) = &mut self.rest {
-            out.append(rest);
+            let mut i = 0;
+            while i < rest.len() {
+                if rest[i].0 == dir {
+                    out.push(rest.swap_remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
         }
     }
 }
@@ -341,12 +351,12 @@ impl Source {
                 Err(actual) => cur = actual,
             }
         }
-        let mut slots = lock(&self.wakers);
+        let mut waiters = lock(&self.wakers);
         if bits & Direction::Read.mask() != 0 {
-            slots[0].take_into(wakers);
+            waiters.take_into(Direction::Read, wakers);
         }
         if bits & Direction::Write.mask() != 0 {
-            slots[1].take_into(wakers);
+            waiters.take_into(Direction::Write, wakers);
         }
     }
 
@@ -364,7 +374,7 @@ impl Source {
                 state,
             });
         }
-        lock(&self.wakers)[dir as usize].add(cx.waker());
+        lock(&self.wakers).add(dir, cx.waker());
         // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
         // event can never slip between the first check and the store.
         let state = self.state.load(Ordering::Acquire);
