@@ -1191,7 +1191,7 @@ fn report(args: &[String]) -> io::Result<()> {
             None => String::new(),
         };
         let section = format!(
-            "{BEGIN}\n## Echo servers\n\n{}\n\nMeasured {} at commit {} on {}.\nCommand: `{}`\n\n{METHOD}\n{tables}{extra}{END}\n",
+            "{BEGIN}\n## Echo servers\n\n{}\n\nMeasured {} at commit {} on {}.\nCommand: `{}`\n\n{METHOD}\n{tables}{extra}{END}\n\n",
             GOALS,
             o.str("date", "?"),
             o.str("commit", "?"),
@@ -1230,7 +1230,9 @@ server that slow a server that reads before waiting (smol) always finds the next
 about 2.0 for smol where perf counts over 5. *Peak RSS*: VmHWM. *Idle*: VmRSS growth after opening the connections (no byte sent: buffers \
 that are allocated lazily do not exist yet), then after one 64-byte echo on each, divided by the number of \
 connections. Peer servers allocate their 16 KiB buffer on the first readable byte. Latency of the open-loop \
-scenario is measured from each message's intended send time (no coordinated omission).\n";
+scenario is measured from each message's intended send time (no coordinated omission). The machines are \
+shared 2-core VMs: round trips/s and latency vary widely between repetitions (see the ranges); CPU µs per round \
+trip and syscalls per round trip are the steady figures.\n";
 
 fn rows_have(rows: &[&BTreeMap<String, String>], run: &str) -> bool {
     rows.iter()

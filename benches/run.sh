@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
-COMMAND_LINE="benches/run.sh $*"
+COMMAND_LINE=$(echo "benches/run.sh $*" | sed "s/ *$//")
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
