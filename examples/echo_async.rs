@@ -34,7 +34,10 @@ fn main() -> io::Result<()> {
     };
     match threads {
         0 => evloop::block_on(server),
-        n => evloop::Runtime::builder().worker_threads(n).build()?.block_on(server),
+        n => evloop::Runtime::builder()
+            .worker_threads(n)
+            .build()?
+            .block_on(server),
     }
 }
 

@@ -16,7 +16,10 @@ fn main() {
             .map(|ms| {
                 evloop::spawn(async move {
                     sleep(Duration::from_millis(ms)).await;
-                    println!("{:>5.1?}  worker that slept {ms} ms is done", start.elapsed());
+                    println!(
+                        "{:>5.1?}  worker that slept {ms} ms is done",
+                        start.elapsed()
+                    );
                     ms
                 })
             })
@@ -41,7 +44,10 @@ fn main() {
         // A future with a deadline.
         let slow = sleep(Duration::from_secs(60));
         if timeout(Duration::from_millis(15), slow).await.is_err() {
-            println!("{:>5.1?}  the 60 s sleep timed out after 15 ms", start.elapsed());
+            println!(
+                "{:>5.1?}  the 60 s sleep timed out after 15 ms",
+                start.elapsed()
+            );
         }
 
         let mut total = 0;
@@ -49,6 +55,9 @@ fn main() {
             total += w.await.expect("worker failed");
         }
         ticker.await.expect("ticker failed");
-        println!("{:>5.1?}  all done, slept {total} ms in total", start.elapsed());
+        println!(
+            "{:>5.1?}  all done, slept {total} ms in total",
+            start.elapsed()
+        );
     });
 }

@@ -137,7 +137,10 @@ impl<T: AsFd> Async<T> {
     }
 
     /// [`read_with`](Self::read_with) with mutable access.
-    pub async fn read_with_mut<R>(&mut self, mut op: impl FnMut(&mut T) -> io::Result<R>) -> io::Result<R> {
+    pub async fn read_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
         let source = self.source.clone();
         let io = self.get_mut();
         poll_fn(|cx| source.poll_io(Direction::Read, cx, || op(io))).await
@@ -151,7 +154,10 @@ impl<T: AsFd> Async<T> {
     }
 
     /// [`write_with`](Self::write_with) with mutable access.
-    pub async fn write_with_mut<R>(&mut self, mut op: impl FnMut(&mut T) -> io::Result<R>) -> io::Result<R> {
+    pub async fn write_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
         let source = self.source.clone();
         let io = self.get_mut();
         poll_fn(|cx| source.poll_io(Direction::Write, cx, || op(io))).await
@@ -192,7 +198,11 @@ impl<T: AsFd + fmt::Debug> fmt::Debug for Async<T> {
 }
 
 impl<T: AsFd + Read + Unpin> AsyncRead for Async<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let source = &this.source;
         let io = this.io.as_mut().expect("Async: I/O object taken");
@@ -204,14 +214,22 @@ impl<T: AsFd + Unpin> AsyncRead for &Async<T>
 where
     for<'a> &'a T: Read,
 {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let mut io = self.get_ref();
         self.source.poll_io(Direction::Read, cx, || io.read(buf))
     }
 }
 
 impl<T: AsFd + Write + Unpin> AsyncWrite for Async<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let source = &this.source;
         let io = this.io.as_mut().expect("Async: I/O object taken");
@@ -245,7 +263,11 @@ impl<T: AsFd + Unpin> AsyncWrite for &Async<T>
 where
     for<'a> &'a T: Write,
 {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut io = self.get_ref();
         self.source.poll_io(Direction::Write, cx, || io.write(buf))
     }
@@ -256,7 +278,8 @@ where
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let mut io = self.get_ref();
-        self.source.poll_io(Direction::Write, cx, || io.write_vectored(bufs))
+        self.source
+            .poll_io(Direction::Write, cx, || io.write_vectored(bufs))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

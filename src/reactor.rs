@@ -141,7 +141,9 @@ impl Reactor {
         let entry = sources.vacant_entry();
         let index = entry.key();
         if index > INDEX_MASK {
-            return Err(io::Error::other("too many sources registered with one evloop reactor"));
+            return Err(io::Error::other(
+                "too many sources registered with one evloop reactor",
+            ));
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) & INDEX_MASK;
         let key = index | (generation << INDEX_BITS);

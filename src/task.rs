@@ -30,7 +30,10 @@ enum State<T> {
     /// `abort` was called: the future resolves once the task's future has been dropped (`None`), or
     /// with the output if the task finished first. The waker is the awaiter's, from the last `poll`:
     /// async-task keeps one awaiter, so `is_finished` must poll with it rather than steal the wake.
-    Cancelling(Pin<Box<dyn Future<Output = Option<T>> + Send>>, Option<Waker>),
+    Cancelling(
+        Pin<Box<dyn Future<Output = Option<T>> + Send>>,
+        Option<Waker>,
+    ),
     /// The outcome was taken, or found by `is_finished`.
     Done(Option<Result<T, JoinError>>),
 }
@@ -73,10 +76,14 @@ impl<T: 'static> JoinHandle<T> {
         let State::Running(task) = std::mem::replace(&mut *state, State::Done(None)) else {
             unreachable!()
         };
-        let mut cancel: Pin<Box<dyn Future<Output = Option<T>> + Send>> = Box::pin(AssertSend(task.cancel()));
+        let mut cancel: Pin<Box<dyn Future<Output = Option<T>> + Send>> =
+            Box::pin(AssertSend(task.cancel()));
         // The first poll is what cancels. An awaiter registered earlier is woken by the cancellation
         // itself, and registers again when it polls the handle.
-        *state = match cancel.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        *state = match cancel
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
             Poll::Ready(out) => State::Done(Some(out.ok_or_else(JoinError::cancelled))),
             Poll::Pending => State::Cancelling(cancel, None),
         };
@@ -106,27 +113,37 @@ impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let state = self.get_mut().state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let state = self
+            .get_mut()
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
         let res = match state {
             // The task was built with `propagate_panic`: a panic in it resumes here, where it is caught
             // and handed to the awaiter as an error instead.
-            State::Running(task) => match catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(Some(out))) => Ok(out),
-                Ok(Poll::Ready(None)) => Err(JoinError::cancelled()),
-                Err(payload) => Err(JoinError::panic(payload)),
-            },
-            State::Cancelling(cancel, awaiter) => match catch_unwind(AssertUnwindSafe(|| cancel.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => {
-                    if !awaiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        *awaiter = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
+            State::Running(task) => {
+                match catch_unwind(AssertUnwindSafe(|| Pin::new(task).poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Some(out))) => Ok(out),
+                    Ok(Poll::Ready(None)) => Err(JoinError::cancelled()),
+                    Err(payload) => Err(JoinError::panic(payload)),
                 }
-                Ok(Poll::Ready(out)) => out.ok_or_else(JoinError::cancelled),
-                Err(payload) => Err(JoinError::panic(payload)),
-            },
-            State::Done(out) => out.take().unwrap_or_else(|| panic!("JoinHandle polled after completion")),
+            }
+            State::Cancelling(cancel, awaiter) => {
+                match catch_unwind(AssertUnwindSafe(|| cancel.as_mut().poll(cx))) {
+                    Ok(Poll::Pending) => {
+                        if !awaiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            *awaiter = Some(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
+                    Ok(Poll::Ready(out)) => out.ok_or_else(JoinError::cancelled),
+                    Err(payload) => Err(JoinError::panic(payload)),
+                }
+            }
+            State::Done(out) => out
+                .take()
+                .unwrap_or_else(|| panic!("JoinHandle polled after completion")),
         };
         *state = State::Done(None);
         Poll::Ready(res)

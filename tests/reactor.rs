@@ -396,8 +396,8 @@ fn a_socket_that_is_always_ready_does_not_starve_other_tasks() {
             f.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         yield_now().await; // let the timer arm before the reader starts
-        // One-byte reads: each succeeds in full, so readiness is never cleared and, without a budget,
-        // the loop would read the whole buffer in a single poll.
+                           // One-byte reads: each succeeds in full, so readiness is never cleared and, without a budget,
+                           // the loop would read the whole buffer in a single poll.
         let mut read = 0;
         let mut byte = [0u8; 1];
         while read < queued && !fired.load(std::sync::atomic::Ordering::SeqCst) {

@@ -26,7 +26,8 @@ impl Poller {
     /// Creates the epoll instance and its notifier, both close-on-exec.
     pub(crate) fn new() -> io::Result<Poller> {
         // SAFETY: epoll_create1 takes no pointers; the returned fd is checked and then owned.
-        let epfd = unsafe { OwnedFd::from_raw_fd(syscall(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        let epfd =
+            unsafe { OwnedFd::from_raw_fd(syscall(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
         // SAFETY: eventfd takes no pointers; the returned fd is checked and then owned.
         let eventfd = unsafe {
             OwnedFd::from_raw_fd(syscall(libc::eventfd(
@@ -83,7 +84,9 @@ impl Poller {
                 tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
                 tv_nsec: t.subsec_nanos() as libc::c_long,
             });
-            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: `buf` has room for `cap` events; `ts_ptr` is null or points at `ts`, alive for the
             // call; a null sigmask means "leave the signal mask alone".
             n = unsafe {
@@ -127,7 +130,8 @@ impl Poller {
         let one: u64 = 1;
         loop {
             // SAFETY: writes 8 bytes from a live u64.
-            let n = unsafe { libc::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            let n =
+                unsafe { libc::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
             match syscall(n as isize) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -135,7 +139,9 @@ impl Poller {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut sink: u64 = 0;
                     // SAFETY: reads 8 bytes into a live u64.
-                    unsafe { libc::read(self.eventfd.as_raw_fd(), (&mut sink as *mut u64).cast(), 8) };
+                    unsafe {
+                        libc::read(self.eventfd.as_raw_fd(), (&mut sink as *mut u64).cast(), 8)
+                    };
                 }
                 Err(e) => return Err(e),
             }

@@ -33,7 +33,10 @@ pub fn interval(period: Duration) -> Interval {
 /// # Panics
 /// Panics if `period` is zero.
 pub fn interval_at(start: Instant, period: Duration) -> Interval {
-    assert!(!period.is_zero(), "evloop::time::interval: the period must be non-zero");
+    assert!(
+        !period.is_zero(),
+        "evloop::time::interval: the period must be non-zero"
+    );
     Interval {
         sleep: sleep_until(start),
         period,
@@ -92,7 +95,10 @@ impl Interval {
                     let behind = now.saturating_duration_since(scheduled).as_nanos();
                     let periods = behind / self.period.as_nanos() + 1;
                     let ahead = self.period.as_nanos().saturating_mul(periods);
-                    deadline_after(scheduled, Duration::from_nanos(ahead.min(u64::MAX as u128) as u64))
+                    deadline_after(
+                        scheduled,
+                        Duration::from_nanos(ahead.min(u64::MAX as u128) as u64),
+                    )
                 }
             }
         };
@@ -117,7 +123,8 @@ impl Interval {
 
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
-        self.sleep.reset(deadline_after(Instant::now(), self.period));
+        self.sleep
+            .reset(deadline_after(Instant::now(), self.period));
     }
 }
 
