@@ -7,12 +7,17 @@
 #   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
 #
 # Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
-#          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...".
+#          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
+#          --unpinned "..." (servers run without taskset; default: the multi-threaded ones,
+#          "evloop-async-mt tokio-mt"; every other server is pinned to core 0, the client to core 1).
 # Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, linux-perf, gcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
+# Multi-threaded servers are not pinned: pinned to one core, their second worker would only take turns
+# with the first. Unpinned, they share core 1 with the load generator (the report says so).
+UNPINNED="evloop-async-mt tokio-mt"
 COMMAND_LINE=$(echo "benches/run.sh $*" | sed "s/ *$//")
 while (($#)); do
     case $1 in
@@ -25,7 +30,8 @@ while (($#)); do
         --secs) SECS=$2; shift ;;
         --servers) ONLY_SERVERS=$2; shift ;;
         --scenarios) ONLY_SCENARIOS=$2; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --unpinned) UNPINNED=$2; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -92,6 +98,7 @@ cc -O2 -Wall -o "$TARGET/release/libevent_echo" benches/libevent_echo.c -levent
 server_cmd() { # the command line of a server, before --addr
     case $1 in
         evloop-async) echo "$TARGET/release/examples/echo_async" ;;
+        evloop-async-mt) echo "$TARGET/release/examples/echo_async --threads 2" ;;
         evloop-callback) echo "$TARGET/release/examples/echo_callback" ;;
         evloop-callback-raw) echo "$TARGET/release/examples/echo_callback_raw" ;;
         libevent) echo "$TARGET/release/libevent_echo" ;;
@@ -101,7 +108,7 @@ server_cmd() { # the command line of a server, before --addr
 SERVERS=()
 for ex in "${EVLOOP_EXAMPLES[@]}"; do
     case $ex in
-        echo_async) SERVERS+=(evloop-async) ;;
+        echo_async) SERVERS+=(evloop-async evloop-async-mt) ;;
         echo_callback) SERVERS+=(evloop-callback) ;;
         echo_callback_raw) SERVERS+=(evloop-callback-raw) ;;
     esac
@@ -109,7 +116,7 @@ done
 SERVERS+=(tokio-ct tokio-mt smol mio libevent)
 if [ -n "$ONLY_SERVERS" ]; then read -r -a SERVERS <<<"$ONLY_SERVERS"; fi
 
-# name | client arguments. Every run: a fresh server on core 0, the client on core 1.
+# name | client arguments. Every run: a fresh server on core 0 (unless in UNPINNED), the client on core 1.
 SCENARIOS=(
     "pp64x1|--type pp --conns 1 --size 64"
     "pp64x50|--type pp --conns 50 --size 64"
@@ -141,7 +148,9 @@ run_one() { # label name run(measure|perf|strace) client-args...
     done
     addr="127.0.0.1:$PORT"
     read -r -a cmd <<<"$(server_cmd "$label")"
-    taskset -c 0 "${cmd[@]}" --addr "$addr" >>"$OUT/server-$label.log" 2>&1 &
+    local pin=(taskset -c 0)
+    if [[ " $UNPINNED " == *" $label "* ]]; then pin=(); fi
+    "${pin[@]}" "${cmd[@]}" --addr "$addr" >>"$OUT/server-$label.log" 2>&1 &
     SPID=$!
     if ! "$ECHO" wait --addr "$addr" --timeout 10 2>>"$LOG" || ! kill -0 "$SPID" 2>/dev/null; then
         echo "   $label did not start (see $OUT/server-$label.log)" | tee -a "$LOG"
@@ -161,7 +170,7 @@ run_one() { # label name run(measure|perf|strace) client-args...
 }
 
 START=$(date +%s)
-echo "== echo servers: ${SERVERS[*]}"
+echo "== echo servers: ${SERVERS[*]} (unpinned: ${UNPINNED:-none})"
 echo "== $REPS repetition(s) of ${SECS} s per server and scenario; results in $OUT"
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "== load average before the run: $load (a busy machine makes every figure noisier)"
@@ -205,6 +214,12 @@ CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 MACHINE="$(nproc) cores, ${CPU:-unknown CPU}, Linux $(uname -r), load average $load at the start"
 report=("$ECHO" report "$RESULTS" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --machine "$MACHINE"
     --command "$COMMAND_LINE" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')")
+# Only the servers of this run that were unpinned.
+unpinned_here=()
+for s in "${SERVERS[@]}"; do
+    if [[ " $UNPINNED " == *" $s "* ]]; then unpinned_here+=("$s"); fi
+done
+if ((${#unpinned_here[@]})); then report+=(--unpinned "${unpinned_here[*]}"); fi
 ((WRITE)) && report+=(--update BENCHMARKS.md)
 echo
 "${report[@]}" | tee "$OUT/tables.md"

@@ -57,7 +57,9 @@ pub(crate) fn report(args: &[String]) -> io::Result<()> {
                 .collect()
         })
         .collect();
-    let tables = tables(&rows, &o.str("baseline", "tokio-ct"));
+    let unpinned = o.str("unpinned", "");
+    let unpinned: Vec<&str> = unpinned.split_whitespace().collect();
+    let tables = tables(&rows, &o.str("baseline", "tokio-ct"), &unpinned);
     println!("{tables}");
     if let Some(file) = o.0.get("update") {
         let extra = match o.0.get("extra") {
@@ -65,12 +67,13 @@ pub(crate) fn report(args: &[String]) -> io::Result<()> {
             None => String::new(),
         };
         let section = format!(
-            "{BEGIN}\n## Echo servers\n\n{}\n\nMeasured {} at commit {} on {}.\nCommand: `{}`\n\n{METHOD}\n{tables}{extra}{END}\n\n",
+            "{BEGIN}\n## Echo servers\n\n{}\n\nMeasured {} at commit {} on {}.\nCommand: `{}`\n\nHow: {}{METHOD}\n{tables}{extra}{END}\n\n",
             GOALS,
             o.str("date", "?"),
             o.str("commit", "?"),
             o.str("machine", "?"),
             o.str("command", "benches/run.sh"),
+            pinning(&unpinned),
         );
         let old = std::fs::read_to_string(file).unwrap_or_else(|_| "# Benchmarks\n".to_string());
         let new = match (old.find(BEGIN), old.find(END)) {
@@ -92,7 +95,21 @@ const GOALS: &str = "Goals (issues #3 and #4), 64-byte echo at 50 and 1,000 conn
 callback echoes at most 2.5 syscalls per round trip (libevent's bufferevent: about 5.1); at most 0.5 KB per \
 idle connection beyond the user's own buffers (tokio and smol: about 0.8 KB).";
 
-const METHOD: &str = "How: every server runs alone, pinned with `taskset -c 0`; the one load generator (`benches/echo/client.rs`: \
+/// How the servers were placed on the cores: `--unpinned` lists those that ran without `taskset`.
+fn pinning(unpinned: &[&str]) -> String {
+    let pinned = "every server runs alone, pinned with `taskset -c 0`";
+    match unpinned {
+        [] => pinned.to_string(),
+        list => format!(
+            "{pinned}, except {} (marked *unpinned*: multi-threaded, so its workers may run on both cores \
+             and share core 1 with the load generator)",
+            list.join(", ")
+        ),
+    }
+}
+
+/// The method, after the sentence on pinning.
+const METHOD: &str = "; the one load generator (`benches/echo/client.rs`: \
 single-threaded on mio, TCP_NODELAY, one message in flight per ping-pong connection, every echoed byte checked) \
 runs on `taskset -c 1`. Servers alternate within each repetition; cells are `median (min-max)` over the \
 repetitions. *CPU/rt*: the server's utime+stime from /proc/PID/stat over the measured window, divided by round trips. \
@@ -143,7 +160,7 @@ fn fmt_num(x: f64, key: &str) -> String {
     }
 }
 
-fn tables(rows: &[BTreeMap<String, String>], baseline: &str) -> String {
+fn tables(rows: &[BTreeMap<String, String>], baseline: &str, unpinned: &[&str]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for r in rows {
         let n = r.get("name").map(String::as_str).unwrap_or("?");
@@ -281,7 +298,12 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str) -> String {
                     rss(l),
                 ],
             };
-            out += &format!("| {l} | {} |\n", row.join(" | "));
+            let shown = if unpinned.contains(l) {
+                format!("{l} (*unpinned*)")
+            } else {
+                l.to_string()
+            };
+            out += &format!("| {shown} | {} |\n", row.join(" | "));
         }
         // Which syscalls make up the count.
         let breakdown = |run: &str| -> Vec<String> {
