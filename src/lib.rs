@@ -78,6 +78,9 @@ pub mod blocking;
 mod coop;
 pub mod event;
 mod executor;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use executor::loom_api;
 pub mod io;
 pub mod net;
 mod reactor;

@@ -135,7 +135,10 @@ impl Idle {
 
     fn unpark(&self, i: usize) {
         let parker = &self.parkers[i];
-        parker.notified.store(true, Release);
+        // A swap, not a store: the same on the hardware, but loom 0.7 can order a plain store after a
+        // concurrent swap and let the parked worker's next swap read the stale `false` (a false deadlock
+        // in `tests/loom.rs`).
+        parker.notified.swap(true, Release);
         if let Some(thread) = parker.thread.get() {
             thread.unpark();
         }
@@ -168,12 +171,12 @@ impl Idle {
     }
 
     /// Parks worker `i` until it is woken. `has_work` is the final look for work, made after the
-    /// announcement (see the protocol); `stop` is the shutdown flag.
-    pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: &AtomicBool) {
+    /// announcement (see the protocol); `stop` reads the shutdown flag.
+    pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
         lock(&self.sleepers).push(i);
         self.num_sleepers.fetch_add(1, SeqCst);
         fence(SeqCst);
-        if has_work() || stop.load(SeqCst) {
+        if has_work() || stop() {
             self.withdraw(i);
             return;
         }
@@ -182,7 +185,7 @@ impl Idle {
             if parker.notified.swap(false, Acquire) {
                 return;
             }
-            if stop.load(Acquire) {
+            if stop() {
                 self.withdraw(i);
                 return;
             }

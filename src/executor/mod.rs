@@ -18,7 +18,12 @@
 
 pub(crate) mod context;
 mod current;
+mod handoff;
 mod idle;
+#[cfg(loom)]
+#[doc(hidden)]
+#[allow(missing_docs, missing_debug_implementations)]
+pub mod loom_api;
 mod multi;
 mod runtime;
 pub(crate) mod sync;

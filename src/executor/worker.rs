@@ -3,7 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -11,8 +10,8 @@ use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use slab::Slab;
 
 use super::context::EnterMulti;
+use super::handoff::{Inbox, LifoSlot};
 use super::multi::{Shared, TaskEntry, TaskTable, GLOBAL_INTERVAL};
-use super::sync::{lock, AtomicBool, AtomicPtr, Mutex};
 use super::{Runnable, EVENT_INTERVAL};
 
 /// How many tasks in a row a worker may take from its LIFO slot before it goes back to its queue.
@@ -22,18 +21,12 @@ pub(crate) const MAX_LIFO_RUNS: u32 = 3;
 pub(crate) struct Remote {
     /// Steals from the worker's local queue.
     stealer: Stealer<Runnable>,
-    /// The LIFO slot: a raw `Runnable` (`Runnable::into_raw`), or null. Other workers may steal it, so
-    /// that a task parked there by a worker that then blocks in a long poll is not stranded.
-    ///
-    /// # Invariant
-    /// A non-null value is a pointer from `Runnable::into_raw` that nobody else owns: whoever swaps it
-    /// out (the only way to read it) turns it back into the `Runnable`.
-    lifo: AtomicPtr<()>,
+    /// The LIFO slot. Other workers may steal it, so that a task put there by a worker that then
+    /// blocks in a long poll is not stranded.
+    lifo: LifoSlot<Runnable>,
     /// Pinned (`spawn_local`) tasks woken from other threads, for the worker to move to its pinned
     /// queue.
-    inbox: Mutex<VecDeque<Runnable>>,
-    /// Set whenever `inbox` may be non-empty, so the worker checks it without the lock.
-    has_inbox: AtomicBool,
+    inbox: Inbox<Runnable>,
     /// Tasks first polled on this worker, so that shutdown can cancel tasks nobody would wake.
     tasks: TaskTable,
 }
@@ -44,9 +37,8 @@ impl Remote {
         let local = Deque::new_fifo();
         let remote = Remote {
             stealer: local.stealer(),
-            lifo: AtomicPtr::new(std::ptr::null_mut()),
-            inbox: Mutex::new(VecDeque::new()),
-            has_inbox: AtomicBool::new(false),
+            lifo: LifoSlot::new(),
+            inbox: Inbox::new(),
             tasks: std::sync::Mutex::new(Slab::new()),
         };
         (local, remote)
@@ -54,26 +46,17 @@ impl Remote {
 
     /// Puts `r` in the LIFO slot; returns the task it displaced.
     fn put_lifo(&self, r: Runnable) -> Option<Runnable> {
-        let old = self.lifo.swap(r.into_raw().as_ptr(), Ordering::AcqRel);
-        // SAFETY: by `lifo`'s invariant a non-null value is an owned `Runnable::into_raw` pointer, now
-        // ours since we swapped it out.
-        NonNull::new(old).map(|p| unsafe { Runnable::from_raw(p) })
+        self.lifo.put(r)
     }
 
     /// Takes the task in the LIFO slot, if any (from any thread).
     fn take_lifo(&self) -> Option<Runnable> {
-        if self.lifo.load(Ordering::Relaxed).is_null() {
-            return None;
-        }
-        let old = self.lifo.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: as in `put_lifo`.
-        NonNull::new(old).map(|p| unsafe { Runnable::from_raw(p) })
+        self.lifo.take()
     }
 
     /// Queues a pinned task woken on another thread.
     pub(super) fn push_inbox(&self, r: Runnable) {
-        lock(&self.inbox).push_back(r);
-        self.has_inbox.store(true, Ordering::SeqCst);
+        self.inbox.push(r);
     }
 
     /// Enters a task in the table; returns its slot.
@@ -94,7 +77,7 @@ impl Remote {
 
     /// Whether work this worker could run is queued here (for the last look before sleeping).
     fn has_stealable(&self) -> bool {
-        !self.stealer.is_empty() || !self.lifo.load(Ordering::SeqCst).is_null()
+        !self.stealer.is_empty() || self.lifo.is_full()
     }
 
     /// After shutdown, on the caller's thread: drops the LIFO slot's task (always `Send`), and leaks the
@@ -103,7 +86,7 @@ impl Remote {
     pub(super) fn drain_after_shutdown(&self, worker_exited: bool) {
         drop(self.take_lifo());
         if worker_exited {
-            for r in lock(&self.inbox).drain(..) {
+            for r in self.inbox.take_all() {
                 std::mem::forget(r);
             }
         }
@@ -249,13 +232,8 @@ impl Worker {
     }
 
     fn pop_pinned(&self) -> Option<Runnable> {
-        let remote = self.remote();
         let mut pinned = self.pinned.borrow_mut();
-        if remote.has_inbox.load(Ordering::Acquire) {
-            let mut inbox = lock(&remote.inbox);
-            remote.has_inbox.store(false, Ordering::Relaxed);
-            pinned.extend(inbox.drain(..));
-        }
+        self.remote().inbox.drain_into(&mut pinned);
         pinned.pop_front()
     }
 
@@ -306,7 +284,7 @@ impl Worker {
         let remote = self.remote();
         !self.local.is_empty()
             || !self.pinned.borrow().is_empty()
-            || remote.has_inbox.load(std::sync::atomic::Ordering::SeqCst)
+            || remote.inbox.may_have_items()
             || !self.shared.injector.is_empty()
             || self.shared.remotes.iter().any(Remote::has_stealable)
     }
@@ -326,9 +304,11 @@ impl Worker {
                     .notify_one(Some(self.index), || shared.reactor.notify());
             }
         } else {
-            shared
-                .idle
-                .park(self.index, || self.has_work(), &shared.shutdown);
+            shared.idle.park(
+                self.index,
+                || self.has_work(),
+                || shared.shutdown.load(Ordering::SeqCst),
+            );
         }
     }
 
