@@ -21,8 +21,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 
 use util::{
     block_on, child_role, cpu_time_process, echo_and_check, fd_targets, open_fds, pattern_table,
-    raise_nofile_limit, run_in_child_for, set_nofile_soft_limit, trim_allocator,
-    vm_rss_kib, with_deadline, EchoKind, EchoServer,
+    raise_nofile_limit, run_in_child_for, set_nofile_soft_limit, trim_allocator, vm_rss_kib,
+    with_deadline, EchoKind, EchoServer,
 };
 
 const KINDS: [EchoKind; 3] = [
@@ -218,7 +218,7 @@ fn a_client_that_never_reads_is_held_back_by_backpressure() {
             );
         }
         assert!(
-            grown < 32 * 1024,
+            !util::rss_is_meaningful() || grown < 32 * 1024,
             "{kind:?}: RSS grew {grown} KiB for 10 clients"
         );
         // Others are still served meanwhile.
@@ -759,31 +759,89 @@ fn a_runtime_dropped_with_100000_pending_tasks_and_open_sockets_frees_everything
     }
 }
 
+/// Connects `n` non-blocking sockets to `addr` without anyone accepting, waits 300 ms, and returns
+/// how many completed the handshake (the rest are still in SYN_SENT: the accept queue was full).
+fn handshakes_without_accepting(addr: std::net::SocketAddr, n: usize) -> usize {
+    let sa = sockaddr_v4(addr);
+    let fds: Vec<std::os::fd::OwnedFd> = (0..n)
+        .map(|_| {
+            // SAFETY: plain socket(2) call; the fd is owned right below.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+            // SAFETY: `fd` was just made and is owned by nobody else.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // SAFETY: `sa` is a valid sockaddr_in of the given length. EINPROGRESS is expected.
+            unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            fd
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    fds.iter()
+        .filter(|fd| {
+            // SAFETY: all-zero is a valid tcp_info; getsockopt writes at most `len` bytes into it.
+            let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            // SAFETY: `info` and `len` are live and describe each other.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut info as *mut libc::tcp_info).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0, "TCP_INFO: {}", io::Error::last_os_error());
+            info.tcpi_state == 1 // TCP_ESTABLISHED
+        })
+        .count()
+}
+
+/// Control for the test below: the async `TcpListener`'s backlog (4,096) holds a burst of 300.
+#[test]
+fn a_connect_burst_of_300_fits_the_async_listeners_backlog() {
+    block_on(async {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let done = evloop::spawn_blocking(move || handshakes_without_accepting(addr, 300))
+            .await
+            .unwrap();
+        assert_eq!(done, 300);
+        drop(listener);
+        Ok::<(), io::Error>(())
+    })
+    .unwrap();
+}
+
 /// Finding (RELIABILITY.md): `event::Listener::bind` listens with std's backlog of 128, the async
-/// `TcpListener` with 4096. A burst of connects larger than 128 overflows the accept queue; the kernel
-/// drops the excess SYNs (or final ACKs), and those connections are accepted a second or more later,
-/// or never (tests/load.rs saw 47 of 9,897 never accepted within 60 s).
+/// `TcpListener` with 4,096. A burst of connects larger than 128 that arrives while the loop is busy
+/// overflows the accept queue; the kernel drops the excess SYNs, and those connections are accepted a
+/// second or more later, or never (tests/load.rs saw 47 of 9,897 never accepted within 60 s).
 #[test]
 #[ignore = "fails until src/event/listener.rs listens with the runtime's backlog (RELIABILITY.md)"]
-fn a_connect_burst_larger_than_128_is_accepted_by_the_callback_listener() {
+fn a_connect_burst_of_300_fits_the_callback_listeners_backlog() {
     with_deadline(Duration::from_secs(30), || {
-        let server = EchoServer::start(EchoKind::Callback, None);
-        let addr = server.addr;
-        let started = Instant::now();
-        let _clients = block_on(async move {
-            let connects = (0..1000).map(|_| TcpStream::connect(addr));
-            futures::future::join_all(connects).await
-        });
-        assert!(
-            wait_until(Duration::from_millis(900), || server
-                .stats
-                .accepted
-                .load(Ordering::SeqCst)
-                == 1000),
-            "{} of 1000 accepted {:?} after the burst (a dropped SYN is retried after 1 s)",
-            server.stats.accepted.load(Ordering::SeqCst),
-            started.elapsed()
+        let base = evloop::event::EventBase::new().unwrap();
+        let listener =
+            evloop::event::Listener::bind(&base, (Ipv4Addr::LOCALHOST, 0).into(), |_, _| {})
+                .unwrap();
+        // The loop is not running: nothing is accepted, as when it is busy.
+        let done = handshakes_without_accepting(listener.local_addr(), 300);
+        assert_eq!(
+            done, 300,
+            "only {done} of 300 handshakes completed: the accept queue is short"
         );
-        server.stop();
     });
 }

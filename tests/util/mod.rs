@@ -690,3 +690,9 @@ pub fn fd_targets() -> Vec<String> {
     v.sort();
     v
 }
+
+/// False under a sanitizer (`scripts/sanitize.sh` sets `EVLOOP_SANITIZER`): its allocator quarantines
+/// freed memory, so resident-memory bounds say nothing there.
+pub fn rss_is_meaningful() -> bool {
+    std::env::var_os("EVLOOP_SANITIZER").is_none()
+}
