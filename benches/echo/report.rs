@@ -205,13 +205,14 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str, unpinned: &[&str]) 
             None => "-".into(),
         };
         let median = |label: &str, run: &str, key: &str| stats(&vals(label, run, key)).map(|s| s.0);
-        let ratio = |label: &str, key: &str| match (
+        let ratio_to = |label: &str, base: &str, key: &str| match (
             median(label, "measure", key),
-            median(baseline, "measure", key),
+            median(base, "measure", key),
         ) {
             (Some(a), Some(b)) if b > 0.0 => format!("{a:.2}x", a = a / b),
             _ => "-".into(),
         };
+        let ratio = |label: &str, key: &str| ratio_to(label, baseline, key);
         // perf's count when there is one: strace's slowdown changes what some servers do.
         let counter = if rows_have(&of_name, "perf") {
             "perf"
@@ -304,6 +305,37 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str, unpinned: &[&str]) 
                 l.to_string()
             };
             out += &format!("| {shown} | {} |\n", row.join(" | "));
+        }
+        // The goals (see the top of the section) beside this table's figures.
+        if kind == "pp" {
+            let goals: Vec<String> = labels
+                .iter()
+                .filter(|l| l.starts_with("evloop"))
+                .map(|l| {
+                    let goal = match *l {
+                        "evloop-async" => "goal ≤ 0.9x tokio-ct and ≤ 2.05 syscalls",
+                        l if l.starts_with("evloop-callback") => "goal ≤ 2.5 syscalls",
+                        _ => "no goal set",
+                    };
+                    // A multi-threaded server is set beside the multi-threaded peer.
+                    let base = if l.ends_with("-mt") && labels.contains(&"tokio-mt") {
+                        "tokio-mt"
+                    } else {
+                        baseline
+                    };
+                    let mut s = format!(
+                        "{l} CPU/rt {} of {base}",
+                        ratio_to(l, base, "cpu_us_per_rt")
+                    );
+                    if labels.contains(&"libevent") {
+                        s += &format!(", {} of libevent", ratio_to(l, "libevent", "cpu_us_per_rt"));
+                    }
+                    s + &format!(", {} syscalls/rt ({goal})", sys(l))
+                })
+                .collect();
+            if !goals.is_empty() {
+                out += &format!("\nAgainst the goals: {}.\n", goals.join("; "));
+            }
         }
         // Which syscalls make up the count.
         let breakdown = |run: &str| -> Vec<String> {
