@@ -48,6 +48,12 @@ fn main() -> io::Result<()> {
         bev.set_event_cb(|bev, what| {
             if what.contains(BevFlags::ERROR) {
                 eprintln!("connection error: {:?}", bev.take_error());
+            } else if what.contains(BevFlags::EOF) && !bev.output().is_empty() {
+                // The peer is done sending: finish echoing what it sent, then close.
+                bev.disable(Flags::READ);
+                bev.set_watermark(Flags::WRITE, 0, 0);
+                bev.set_write_cb(|bev| bev.free());
+                return;
             }
             bev.free(); // EOF, error or idle timeout: close the connection
         });

@@ -25,6 +25,11 @@ use crate::sys;
 /// Dropping it deregisters the fd and then drops `T` (which closes the fd); [`into_inner`](Self::into_inner)
 /// deregisters and hands `T` back.
 ///
+/// # Caveats
+/// The fd must stay open while the `Async` owns it: if it is closed behind its back (through a raw
+/// fd), the kernel forgets the registration, and a task waiting to read waits forever (no error, no
+/// spin); `into_inner` then reports `EBADF`.
+///
 /// # Examples
 /// ```
 /// use std::io::Write;

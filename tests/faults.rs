@@ -825,12 +825,10 @@ fn a_connect_burst_of_300_fits_the_async_listeners_backlog() {
     .unwrap();
 }
 
-/// Finding (RELIABILITY.md): `event::Listener::bind` listens with std's backlog of 128, the async
-/// `TcpListener` with 4,096. A burst of connects larger than 128 that arrives while the loop is busy
-/// overflows the accept queue; the kernel drops the excess SYNs, and those connections are accepted a
-/// second or more later, or never (tests/load.rs saw 47 of 9,897 never accepted within 60 s).
+/// Regression (RELIABILITY.md, finding 2): `event::Listener::bind` listened with std's backlog of 128
+/// while the async `TcpListener` uses 4,096, so a burst of more than 128 connects arriving while the
+/// loop was busy overflowed the accept queue (tests/load.rs saw 47 of 9,897 never accepted in 60 s).
 #[test]
-#[ignore = "fails until src/event/listener.rs listens with the runtime's backlog (RELIABILITY.md)"]
 fn a_connect_burst_of_300_fits_the_callback_listeners_backlog() {
     with_deadline(Duration::from_secs(30), || {
         let base = evloop::event::EventBase::new().unwrap();

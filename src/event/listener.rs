@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -78,7 +79,10 @@ impl Listener {
     where
         F: FnMut(TcpStream, SocketAddr) + 'static,
     {
-        Listener::new(base, std::net::TcpListener::bind(addr)?, accept)
+        let listener = std::net::TcpListener::bind(addr)?;
+        // std listens with a backlog of 128; a burst of connects needs the async listener's.
+        crate::net::socket::listen(listener.as_raw_fd())?;
+        Listener::new(base, listener, accept)
     }
 
     /// Listens on an already bound and listening std socket.

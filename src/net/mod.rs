@@ -40,7 +40,7 @@
 
 mod accept;
 mod addr;
-mod socket;
+pub(crate) mod socket;
 pub mod tcp;
 mod udp;
 pub mod unix;
