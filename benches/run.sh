@@ -5,6 +5,7 @@
 #
 #   benches/run.sh              full suite (under 15 minutes on 2 cores); rewrites BENCHMARKS.md
 #   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
+#   benches/run.sh --check      for CI: checks this script's syntax and builds everything, runs nothing
 #
 # Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
+QUICK=0 CHECK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
 # Multi-threaded servers are not pinned: pinned to one core, their second worker would only take turns
 # with the first. Unpinned, they share core 1 with the load generator (the report says so).
 UNPINNED="evloop-async-mt tokio-mt"
@@ -22,6 +23,7 @@ COMMAND_LINE=$(echo "benches/run.sh $*" | sed "s/ *$//")
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
+        --check) CHECK=1 ;;
         --write) WRITE=1 ;;
         --no-write) WRITE=0 ;;
         --no-micro) MICRO=0 ;;
@@ -31,11 +33,28 @@ while (($#)); do
         --servers) ONLY_SERVERS=$2; shift ;;
         --scenarios) ONLY_SCENARIOS=$2; shift ;;
         --unpinned) UNPINNED=$2; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+# --check: what CI can afford. Installs nothing, measures nothing; fails if anything does not build.
+if ((CHECK)); then
+    bash -n "$0"
+    echo "== run.sh --check: building the benches and examples (release)"
+    cargo build --release --benches --examples
+    if ! command -v cc >/dev/null; then
+        echo "run.sh --check: skipped benches/libevent_echo.c: no C compiler (apt-get install gcc)"
+    elif [ ! -f /usr/include/event2/bufferevent.h ]; then
+        echo "run.sh --check: skipped benches/libevent_echo.c: libevent's headers are not installed (apt-get install libevent-dev)"
+    else
+        TARGET=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+        cc -O2 -Wall -Werror -o "$TARGET/release/libevent_echo" benches/libevent_echo.c -levent
+        echo "run.sh --check: benches/libevent_echo.c compiled"
+    fi
+    echo "run.sh --check: ok"
+    exit 0
+fi
 if ((QUICK)); then
     REPS=${REPS:-1} SECS=${SECS:-1} WARMUP=0.3 IDLE_CONNS=2000 WRITE=${WRITE:-0}
     SYSCALL_SCENARIOS="pp64x50" STRACE_SCENARIOS="pp64x50"
