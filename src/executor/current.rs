@@ -39,8 +39,9 @@ pub(crate) struct Core {
     pub(crate) now: Cell<Instant>,
     /// Tasks ready to run, in wake order.
     queue: RefCell<VecDeque<Runnable>>,
-    /// Every live task that has been polled, so that dropping the runtime can cancel tasks nobody else
-    /// would wake. (A task not yet polled sits in a queue, where dropping the runtime finds it.)
+    /// Every live task that has returned `Pending` at least once, so that dropping the runtime can
+    /// cancel tasks nobody else would wake. (A task not yet polled, or not yet idle, sits in a queue or
+    /// is running, where dropping the runtime finds it.)
     tasks: RefCell<Slab<TaskEntry>>,
     /// Numbers tasks, so that a task table slot reused by a new task is never freed by an old one.
     next_task_id: Cell<u64>,
@@ -424,10 +425,14 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.guard.slot.is_none() {
+        let poll = this.future.poll(cx);
+        // Entered when it first goes idle: only then can async-task free a detached task that stored its
+        // waker nowhere (before, a `Runnable` holds it), and a task done at its first poll (most
+        // short ones) never touches the table.
+        if poll.is_pending() && this.guard.slot.is_none() {
             this.guard.enter(cx.waker());
         }
-        this.future.poll(cx)
+        poll
     }
 }
 

@@ -362,21 +362,26 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.guard.entry.is_none() {
+        let poll = this.future.poll(cx);
+        // Entered when it first goes idle, as in `current.rs`: until then a `Runnable` holds the task
+        // (queued or running on a worker, which cancels it at shutdown), and a task done at its first
+        // poll never touches the table's lock.
+        if poll.is_pending() && this.guard.entry.is_none() {
             this.guard.enter(cx.waker());
         }
-        this.future.poll(cx)
+        poll
     }
 }
 
-/// A task's entry in the task table of the worker that first polled it: its own waker, holding a
+/// A task's entry in the task table of the worker that first saw it go idle: its own waker, holding a
 /// reference (a detached task that stores no waker anywhere would otherwise be freed by async-task with
 /// its future never dropped, and the entry would dangle).
 pub(super) struct TaskEntry {
     pub(super) waker: Waker,
 }
 
-/// Enters a task in the table of the worker that first polls it, and takes it out when dropped.
+/// Enters a task in the table of the worker on which it first returns `Pending`, and takes it out when
+/// dropped.
 struct TaskGuard {
     /// The task's runtime.
     ///
@@ -424,7 +429,7 @@ impl Drop for TaskGuard {
     }
 }
 
-/// A worker's table of tasks first polled on it.
+/// A worker's table of the tasks that first went idle on it.
 pub(super) type TaskTable = Mutex<Slab<TaskEntry>>;
 
 /// How many polls between two looks at the injector (and the pinned queue) before the local queues.

@@ -27,7 +27,7 @@ pub(crate) struct Remote {
     /// Pinned (`spawn_local`) tasks woken from other threads, for the worker to move to its pinned
     /// queue.
     inbox: Inbox<Runnable>,
-    /// Tasks first polled on this worker, so that shutdown can cancel tasks nobody would wake.
+    /// Tasks that first went idle on this worker, so that shutdown can cancel tasks nobody would wake.
     tasks: TaskTable,
 }
 
