@@ -585,3 +585,58 @@ fn high_watermark_bounds_buffers_without_spinning() {
         bev.free();
     });
 }
+
+/// A buffer event writing to a peer that reset gets `ERROR` through its event callback; the write never
+/// raises `SIGPIPE` (checked in a child process with SIGPIPE's default, fatal, disposition restored).
+#[test]
+fn bufferevent_write_to_a_reset_peer_is_an_error_not_sigpipe() {
+    if util::child_role().as_deref() != Some("bev-sigpipe") {
+        return util::run_in_child(
+            "bufferevent_write_to_a_reset_peer_is_an_error_not_sigpipe",
+            "bev-sigpipe",
+        );
+    }
+    // SAFETY: setting a signal disposition to SIG_DFL installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    // Close with a zero linger: the peer's next write is answered with a reset.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(client);
+
+    let base = EventBase::new().unwrap();
+    let got = Rc::new(Cell::new(BevFlags::empty()));
+    let bev = BufferEvent::socket(&base, server, true).unwrap();
+    let g = got.clone();
+    bev.set_event_cb(move |bev, what| {
+        g.set(what);
+        bev.base().loopbreak();
+    });
+    bev.enable(Flags::READ | Flags::WRITE);
+    // Keep writing until the reset is seen; bounded by the guard timer below.
+    bev.set_write_cb(|bev| bev.write(&[7; 64 * 1024]));
+    bev.write(&[7; 64 * 1024]);
+    let guard = Event::timer(&base, |ctx, _| ctx.base().loopbreak());
+    guard.add(Some(Duration::from_secs(5))).unwrap();
+    base.dispatch();
+    let what = got.get();
+    assert!(
+        what.contains(BevFlags::ERROR) || what.contains(BevFlags::EOF),
+        "the event callback never reported the reset (flags {what:?})"
+    );
+}

@@ -21,9 +21,9 @@ use crate::sys::syscall;
 
 /// Flags for every `send`: no `SIGPIPE` when the peer is gone (Apple sets `SO_NOSIGPIPE` instead).
 #[cfg(not(target_vendor = "apple"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(target_vendor = "apple")]
-const SEND_FLAGS: libc::c_int = 0;
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
 
 /// How many pending connections a listener queues; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: libc::c_int = 4096;
