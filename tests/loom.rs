@@ -52,6 +52,11 @@ impl Poller {
         self.cv.notify_one();
     }
 
+    /// `epoll_wait` with a zero timeout: consumes a pending notification (an edge) if there is one.
+    fn poll_now(&self) {
+        *self.fired.lock().unwrap() = false;
+    }
+
     /// `epoll_wait` with no timeout: returns once notified, consuming the notification.
     fn wait(&self) {
         let mut fired = self.fired.lock().unwrap();
@@ -281,5 +286,37 @@ fn lifo_slot_hands_each_task_to_exactly_one_taker() {
         all.sort_unstable();
         assert_eq!(all, [1, 2]);
         assert!(!slot.is_full());
+    });
+}
+
+/// Worker 0 is busy and polls the reactor between two tasks while worker 1 goes idle and may become the
+/// driver; then the runtime shuts down. The busy worker's poll must not consume the notify that the
+/// driver needs to leave the poller (before `poll_if_undriven`, the busy worker polled whenever it saw
+/// no driver, and this model deadlocked: worker 1 blocked in the poller for good).
+#[test]
+fn busy_poll_does_not_swallow_the_drivers_wakeup() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let rt = Rt::new(2);
+        let busy = {
+            let rt = rt.clone();
+            thread::spawn(move || {
+                rt.idle.register(0);
+                // One EVENT_INTERVAL's worth of `Worker::run`, then the shutdown check.
+                rt.idle.poll_if_undriven(0, || rt.poller.poll_now());
+                while !rt.stopped() {
+                    thread::yield_now();
+                }
+            })
+        };
+        let idle = {
+            let rt = rt.clone();
+            thread::spawn(move || rt.worker(1, true, None))
+        };
+        rt.stop.store(1, SeqCst);
+        rt.idle.notify_all(|| rt.poller.notify());
+        busy.join().unwrap();
+        idle.join().unwrap();
     });
 }

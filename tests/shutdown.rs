@@ -198,3 +198,31 @@ fn detached_tasks_that_no_one_can_wake_are_dropped_safely() {
         }
     });
 }
+
+/// A busy worker's non-blocking look at the reactor must not swallow the notify meant for the worker
+/// that is about to block in it (the shutdown notify included): every shutdown here returns promptly.
+#[test]
+fn shutdown_is_prompt_while_workers_trade_the_reactor() {
+    with_deadline(TEST_LIMIT, || {
+        let start = Instant::now();
+        let mut rounds = 0;
+        while rounds < 300 && start.elapsed() < Duration::from_secs(10) {
+            rounds += 1;
+            let rt = Runtime::builder().worker_threads(2).build().unwrap();
+            // Yields without end: the workers keep passing the task (and the reactor) around.
+            rt.spawn(async {
+                loop {
+                    evloop::task::yield_now().await;
+                }
+            });
+            std::thread::sleep(Duration::from_millis(2));
+            let t = Instant::now();
+            rt.shutdown_timeout(Duration::from_secs(3));
+            let took = t.elapsed();
+            assert!(
+                took < Duration::from_secs(1),
+                "round {rounds}: shutdown_timeout took {took:?}"
+            );
+        }
+    });
+}

@@ -23,6 +23,10 @@
 //! driver or a busy worker (a worker parks only when another one holds the driver role, and a worker
 //! that gives the role up is busy), so I/O and timers always have someone to notice them.
 //!
+//! A busy worker that polls the reactor between tasks (when no one drives it) holds the driver role for
+//! that poll (`poll_if_undriven`): the reactor's notify is an edge consumed by whichever poll sees it
+//! first, so a poll beside a driver could swallow the driver's wakeup.
+//!
 //! Wakes are tokens: `notified` is set before `unpark`, and a parked worker returns only once it has
 //! consumed its token (or at shutdown), so spurious wakeups of `thread::park` are harmless; a token left
 //! over costs one spurious trip round the worker loop at most.
@@ -127,7 +131,9 @@ impl Idle {
         fence(SeqCst);
         let all: Vec<usize> = std::mem::take(&mut *lock(&self.sleepers));
         self.num_sleepers.fetch_sub(all.len(), SeqCst);
-        for i in 0..self.parkers.len() {
+        // Only the listed ones: a worker parks only while listed (or holding a token), and the others
+        // see the shutdown flag in their loop. (Unparking a thread blocked on a mutex also trips loom.)
+        for i in all {
             self.unpark(i);
         }
         notify_reactor();
@@ -165,9 +171,34 @@ impl Idle {
         self.driver.store(NO_DRIVER, SeqCst);
     }
 
-    /// Whether some worker holds the driver role (then busy workers leave the reactor to it).
-    pub(crate) fn has_driver(&self) -> bool {
-        self.driver.load(Acquire) != NO_DRIVER
+    /// For busy worker `i`, between two tasks: polls the reactor without blocking (`poll`) unless some
+    /// worker drives it.
+    ///
+    /// The poll is made holding the driver role (not announced as blocked), because the reactor's notify
+    /// is an edge that whichever poll comes first consumes: a busy worker polling beside a driver could
+    /// swallow the notify meant for it (new work, a pinned task, shutdown) just before the driver blocks
+    /// for good. Holding the role, no other worker blocks in the poller meanwhile; one that wanted to
+    /// parks instead, and is woken afterwards to take the role, so that a long task on this worker does
+    /// not leave the reactor undriven.
+    pub(crate) fn poll_if_undriven(&self, i: usize, poll: impl FnOnce()) {
+        if self.driver.load(Acquire) != NO_DRIVER
+            || self
+                .driver
+                .compare_exchange(NO_DRIVER, i, SeqCst, SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        poll();
+        self.driver.store(NO_DRIVER, SeqCst);
+        fence(SeqCst);
+        if self.num_sleepers.load(SeqCst) > 0 {
+            let popped = lock(&self.sleepers).pop();
+            if let Some(s) = popped {
+                self.num_sleepers.fetch_sub(1, SeqCst);
+                self.unpark(s);
+            }
+        }
     }
 
     /// Parks worker `i` until it is woken. `has_work` is the final look for work, made after the

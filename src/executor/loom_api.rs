@@ -40,6 +40,10 @@ impl Idle {
         self.0.stop_driving()
     }
 
+    pub fn poll_if_undriven(&self, i: usize, poll: impl FnOnce()) {
+        self.0.poll_if_undriven(i, poll)
+    }
+
     pub fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
         self.0.park(i, has_work, stop)
     }

@@ -154,9 +154,8 @@ impl Worker {
                     polls += 1;
                     if polls >= EVENT_INTERVAL {
                         polls = 0;
-                        if !self.shared.idle.has_driver() {
-                            self.poll_reactor(false);
-                        }
+                        let idle = &self.shared.idle;
+                        idle.poll_if_undriven(self.index, || self.poll_reactor(false));
                     }
                 }
                 None => {
