@@ -296,8 +296,11 @@ impl Worker {
                 self.poll_reactor(true);
             }
             shared.idle.stop_driving();
-            // The poll may have woken many tasks onto this worker: let a sleeper steal some.
-            if self.local.len() > 1 {
+            // The poll may have woken tasks onto this worker: let a sleeper steal some, and take the
+            // driver role that this worker now leaves for as long as its next task runs. (The wakes made
+            // during the poll already woke a sleeper, but one that looked for the role before
+            // `stop_driving` found it taken and parked again.) Costs a fence when no one sleeps.
+            if !self.local.is_empty() {
                 shared
                     .idle
                     .notify_one(Some(self.index), || shared.reactor.notify());
