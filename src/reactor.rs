@@ -14,7 +14,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -100,6 +100,13 @@ pub(crate) struct Reactor {
     poll_state: Mutex<PollState>,
     /// Incremented by every poll and stamped into the state of the sources it updates.
     tick: AtomicUsize,
+    /// Zero point of the two statistics below, which are kept in nanoseconds so they can be atomics.
+    origin: Instant,
+    /// When the last poll ended (written only by the polling thread, under `poll_state`).
+    last_poll_end: AtomicU64,
+    /// The longest time between the end of one poll and the start of the next: how long events and
+    /// timers went unseen because the runtime's threads were busy (a task blocking its thread shows here).
+    max_poll_gap: AtomicU64,
 }
 
 /// The event buffer and a reusable list of wakers to wake; held by the thread that polls.
@@ -120,6 +127,9 @@ impl Reactor {
                 wakers: Vec::new(),
             }),
             tick: AtomicUsize::new(0),
+            origin: Instant::now(),
+            last_poll_end: AtomicU64::new(0),
+            max_poll_gap: AtomicU64::new(0),
         })
     }
 
@@ -200,6 +210,12 @@ impl Reactor {
         };
         let PollState { events, wakers } = &mut *guard;
         let now = Instant::now();
+        let gap = self
+            .nanos(now)
+            .saturating_sub(self.last_poll_end.load(Ordering::Relaxed));
+        if gap > self.max_poll_gap.load(Ordering::Relaxed) {
+            self.max_poll_gap.store(gap, Ordering::Relaxed);
+        }
         let (next_timer, deadline) = timers.before_wait(now, block, wakers);
         let waited = self.poller.wait(events, deadline);
         let mut after = now;
@@ -244,7 +260,20 @@ impl Reactor {
         for w in wakers.drain(..) {
             w.wake();
         }
+        self.last_poll_end
+            .store(self.nanos(after), Ordering::Relaxed);
         Ok(after)
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.origin)
+            .as_nanos()
+            .min(u64::MAX as u128) as u64
+    }
+
+    /// The longest time the reactor went unpolled while its runtime was busy (see `max_poll_gap`).
+    pub(crate) fn max_poll_gap(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.max_poll_gap.load(Ordering::Relaxed))
     }
 
     /// How many sources are registered (for tests and statistics).

@@ -702,3 +702,30 @@ fn join_error_display_and_panic_payload() {
         assert!(msg.contains("cancelled"), "message: {msg}");
     });
 }
+
+/// A task that blocks its thread delays everything else on it; the delay shows in `max_poll_gap`.
+#[test]
+fn a_task_blocking_its_thread_shows_in_max_poll_gap() {
+    with_deadline(TEST_LIMIT, || {
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            sleep(Duration::from_millis(1)).await;
+        });
+        assert!(
+            rt.max_poll_gap() < Duration::from_millis(100),
+            "{:?}",
+            rt.max_poll_gap()
+        );
+        rt.block_on(async {
+            spawn(async { std::thread::sleep(Duration::from_millis(120)) })
+                .await
+                .unwrap();
+            sleep(Duration::from_millis(1)).await;
+        });
+        assert!(
+            rt.max_poll_gap() >= Duration::from_millis(100),
+            "a 120 ms block left max_poll_gap at {:?}",
+            rt.max_poll_gap()
+        );
+    });
+}

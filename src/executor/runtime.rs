@@ -171,6 +171,20 @@ impl Runtime {
         }
     }
 
+    /// The longest time, since the runtime was made, that its reactor went unpolled while the runtime
+    /// was busy: how late I/O events and timers could be seen. A task that blocks its thread (a
+    /// `std::thread::sleep`, a long computation) shows up here. A statistic, for tests and monitoring.
+    ///
+    /// # Caveats
+    /// On a current-thread runtime the time between two `block_on` calls counts too, as time the
+    /// reactor went unpolled.
+    pub fn max_poll_gap(&self) -> std::time::Duration {
+        match &self.flavor {
+            Flavor::CurrentThread(core) => core.shared.reactor.max_poll_gap(),
+            Flavor::MultiThread(rt) => rt.shared.reactor.max_poll_gap(),
+        }
+    }
+
     /// How many file descriptors are registered with the reactor. A statistic, for tests and monitoring.
     pub fn source_count(&self) -> usize {
         match &self.flavor {
