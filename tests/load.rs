@@ -10,10 +10,10 @@
 //! cargo test --release --test load -- --ignored --nocapture
 //! ```
 //!
-//! Each size runs in a child process of its own (descriptor counts and RLIMIT_NOFILE are process-wide).
-//! The child raises its soft RLIMIT_NOFILE to the hard limit; both ends of every connection live here,
-//! so if the limit cannot hold two descriptors per connection the count is scaled down, and that is
-//! printed.
+//! Each size runs in a child process of its own (descriptor counts and RLIMIT_NOFILE are process-wide),
+//! which runs the servers and starts the clients in a grandchild process, so that each side needs one
+//! descriptor per connection. Both raise their soft RLIMIT_NOFILE to the hard limit; if it cannot hold
+//! the connections the count is scaled down, and that is printed.
 
 mod util;
 
@@ -29,10 +29,7 @@ use util::{
 
 /// Descriptors kept free for the runtimes, the test harness and the allocator's maps.
 const FD_MARGIN: usize = 200;
-/// Connections opened at once while connecting (the rest wait their turn; all stay open). Below 128,
-/// the listen backlog `event::Listener::bind` gets from std: a larger burst overflows it and the
-/// connections the kernel drops are accepted seconds later, or not at all (see RELIABILITY.md and
-/// `faults.rs`'s `a_connect_burst_of_300_fits_the_callback_listeners_backlog`).
+/// Connections opened at once while connecting (the rest wait their turn; all stay open).
 const CONNECT_BATCH: usize = 100;
 
 /// Result of one server's run, printed by the child.
@@ -43,79 +40,128 @@ struct Run {
     rss_after_kib: u64,
 }
 
-/// Connects `conns` clients to `addr`, waits until all of them are accepted (so they are open at the
-/// same time), then echoes `table` on every one at once, checking every byte.
+/// Environment of the client process: the server's address, the connection count, the bytes each echoes.
+const ADDR_VAR: &str = "EVLOOP_LOAD_ADDR";
+const CONNS_VAR: &str = "EVLOOP_LOAD_CONNS";
+const LEN_VAR: &str = "EVLOOP_LOAD_LEN";
+
+/// The client process: connects every client, tells the server process so on stdout and waits for its
+/// "go" on stdin (so every connection is open at both ends before any data moves), then echoes the
+/// pattern on every connection at once, checking every byte. The clients live in a process of their own
+/// so that each side needs one descriptor per connection, not two.
+fn client_main() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    let addr: std::net::SocketAddr = var(ADDR_VAR).parse().unwrap();
+    let conns: usize = var(CONNS_VAR).parse().unwrap();
+    let len: usize = var(LEN_VAR).parse().unwrap();
+    raise_nofile_limit();
+    let streams = evloop::block_on(async move {
+        let mut streams = Vec::with_capacity(conns);
+        while streams.len() < conns {
+            let batch = CONNECT_BATCH.min(conns - streams.len());
+            let connects = (0..batch).map(|_| TcpStream::connect(addr));
+            for s in futures::future::join_all(connects).await {
+                streams.push(s.expect("connect"));
+            }
+        }
+        streams
+    });
+    println!("connected {conns}");
+    let mut go = String::new();
+    io::stdin().read_line(&mut go).expect("read the go line");
+    assert_eq!(go.trim(), "go", "the server process did not say go");
+    let table = pattern_table(len);
+    evloop::block_on(async move {
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(c, stream)| {
+                let table = table.clone();
+                evloop::spawn(async move { echo_and_check(&stream, &table, c).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("client task").expect("echo");
+        }
+    });
+}
+
+/// Runs `conns` clients in a child process (re-running `test` as [`client_main`]) against `server`, once
+/// the server has accepted all of them; returns the peak resident memory of this (the server's) process
+/// while the transfers ran.
 fn run_clients(
     server: &EchoServer,
+    test: &str,
     conns: usize,
     len: usize,
     fds_before: usize,
-) -> io::Result<u64> {
-    let addr = server.addr;
+) -> u64 {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env(util::CHILD_ROLE_VAR, "load-client")
+        .env(ADDR_VAR, server.addr.to_string())
+        .env(CONNS_VAR, conns.to_string())
+        .env(LEN_VAR, len.to_string())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn the client process");
     let stats = server.stats.clone();
-    let table = pattern_table(len);
-    util::with_deadline(Duration::from_secs(600), move || {
-        evloop::block_on(async move {
-            let mut streams = Vec::with_capacity(conns);
-            while streams.len() < conns {
-                let batch = CONNECT_BATCH.min(conns - streams.len());
-                let connects = (0..batch).map(|_| TcpStream::connect(addr));
-                for s in futures::future::join_all(connects).await {
-                    streams.push(s?);
-                }
-            }
-            // Every connection is open at both ends before any data moves.
-            let start = Instant::now();
-            while stats.live.load(std::sync::atomic::Ordering::SeqCst) < conns {
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "the server accepted {} of {conns} connections",
-                    stats.live.load(std::sync::atomic::Ordering::SeqCst)
-                );
-                evloop::time::sleep(Duration::from_millis(5)).await;
-            }
-            assert!(
-                open_fds() >= fds_before + 2 * conns,
-                "{} descriptors open with {conns} connections (baseline {fds_before})",
-                open_fds()
-            );
-            let tasks: Vec<_> = streams
-                .into_iter()
-                .enumerate()
-                .map(|(c, stream)| {
-                    let table = table.clone();
-                    evloop::spawn(async move { echo_and_check(&stream, &table, c).await })
-                })
-                .collect();
-            // Samples resident memory while the transfers run.
-            let peak = std::rc::Rc::new(std::cell::Cell::new(vm_rss_kib()));
-            let p = peak.clone();
-            let sampler = evloop::spawn_local(async move {
-                loop {
-                    p.set(p.get().max(vm_rss_kib()));
-                    evloop::time::sleep(Duration::from_millis(20)).await;
-                }
-            });
-            for task in tasks {
-                task.await.expect("client task")?;
-            }
-            sampler.abort();
-            Ok(peak.get())
-        })
-    })
+    let live = || stats.live.load(std::sync::atomic::Ordering::SeqCst);
+    let start = Instant::now();
+    while live() < conns {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the server accepted {} of {conns} connections",
+            live()
+        );
+        if let Some(status) = child.try_wait().expect("poll the client") {
+            panic!("the client process ended before connecting everything: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        open_fds() >= fds_before + conns,
+        "{} descriptors open with {conns} connections (baseline {fds_before})",
+        open_fds()
+    );
+    let mut stdin = child.stdin.take().expect("the client's stdin");
+    io::Write::write_all(&mut stdin, b"go\n").expect("say go");
+    drop(stdin);
+    let mut peak = vm_rss_kib();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the client") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(900) {
+            let _ = child.kill();
+            panic!("the client process did not finish within 900 s");
+        }
+        peak = peak.max(vm_rss_kib());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the client process failed: {status}");
+    peak
 }
 
 /// Runs `conns` x `len` against each server in turn; checks descriptors and memory after each.
-fn load(conns_wanted: usize, len: usize) {
+fn load(test: &str, conns_wanted: usize, len: usize) {
     let soft = raise_nofile_limit() as usize;
     let fds_before = open_fds();
-    let fit = soft.saturating_sub(fds_before + FD_MARGIN) / 2;
+    // One descriptor per connection here; the clients' ends are in their own process.
+    let fit = soft.saturating_sub(fds_before + FD_MARGIN);
     let conns = conns_wanted.min(fit);
     if conns < conns_wanted {
         println!(
-            "RLIMIT_NOFILE hard limit {soft} holds two descriptors for only {conns} connections: \
-             running {conns} instead of {conns_wanted} (raise the hard limit, e.g. `ulimit -Hn 21000` \
-             as root, for the full count)"
+            "RLIMIT_NOFILE hard limit {soft} holds only {conns} connections: running {conns} instead \
+             of {conns_wanted} (raise the hard limit, e.g. `ulimit -Hn 11000` as root, for the full \
+             count)"
         );
     }
     assert!(
@@ -132,8 +178,7 @@ fn load(conns_wanted: usize, len: usize) {
     ] {
         let start = Instant::now();
         let server = EchoServer::start(kind, None);
-        let rss_peak_kib = run_clients(&server, conns, len, fds_before)
-            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let rss_peak_kib = run_clients(&server, test, conns, len, fds_before);
         eprintln!("{kind:?}: clients done after {:.1?}", start.elapsed());
         let accepted = server
             .stats
@@ -183,6 +228,9 @@ fn load(conns_wanted: usize, len: usize) {
 
 #[test]
 fn echo_1000_connections_of_64_kib_on_each_server() {
+    if child_role().as_deref() == Some("load-client") {
+        return client_main();
+    }
     if child_role().as_deref() != Some("load-small") {
         return run_in_child_for(
             "echo_1000_connections_of_64_kib_on_each_server",
@@ -190,12 +238,19 @@ fn echo_1000_connections_of_64_kib_on_each_server() {
             Duration::from_secs(180),
         );
     }
-    load(1_000, 64 * 1024);
+    load(
+        "echo_1000_connections_of_64_kib_on_each_server",
+        1_000,
+        64 * 1024,
+    );
 }
 
 #[test]
 #[ignore = "10,000 x 256 KiB x 3 servers: run with `cargo test --release --test load -- --ignored`"]
 fn echo_10000_connections_of_256_kib_on_each_server() {
+    if child_role().as_deref() == Some("load-client") {
+        return client_main();
+    }
     if child_role().as_deref() != Some("load-full") {
         return run_in_child_for(
             "echo_10000_connections_of_256_kib_on_each_server",
@@ -203,5 +258,9 @@ fn echo_10000_connections_of_256_kib_on_each_server() {
             Duration::from_secs(1800),
         );
     }
-    load(10_000, 256 * 1024);
+    load(
+        "echo_10000_connections_of_256_kib_on_each_server",
+        10_000,
+        256 * 1024,
+    );
 }
