@@ -282,9 +282,8 @@ fn shutdown_timeout_with_zero_and_maximal_durations_returns_promptly_when_idle()
     });
 }
 
-/// Finding (RELIABILITY.md): `Instant::now() + timeout` in src/executor/multi.rs overflows.
+/// Regression (RELIABILITY.md, finding 3): `Instant::now() + timeout` in src/executor/multi.rs overflowed.
 #[test]
-#[ignore = "panics until MultiThread::shutdown uses checked_add (RELIABILITY.md)"]
 fn shutdown_timeout_with_duration_max_on_a_multi_thread_runtime() {
     with_deadline(TEST_LIMIT, || shutdown_promptly(2, Duration::MAX));
 }

@@ -183,7 +183,8 @@ impl MultiThread {
         if self.shared.closed.load(Ordering::Acquire) {
             return;
         }
-        let deadline = Instant::now() + timeout;
+        // Saturating: `Duration::MAX` means "as long as it takes".
+        let deadline = crate::time::deadline_after(Instant::now(), timeout);
         let shared = &*self.shared;
         shared.shutdown.store(true, Ordering::SeqCst);
         shared.idle.notify_all(|| shared.reactor.notify());
