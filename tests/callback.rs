@@ -602,21 +602,7 @@ fn bufferevent_write_to_a_reset_peer_is_an_error_not_sigpipe() {
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     // Close with a zero linger: the peer's next write is answered with a reset.
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` is a valid option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+    util::set_linger_zero(client.as_raw_fd());
     drop(client);
 
     let base = EventBase::new().unwrap();

@@ -43,25 +43,6 @@ fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     true
 }
 
-/// Makes the kernel answer with RST instead of FIN when the socket is closed.
-fn set_linger_zero(fd: i32) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: passes a live `linger` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
-}
-
 /// One round trip of 64 KiB through `server`, every byte checked, on a fresh evloop runtime.
 fn echo_once(server: &EchoServer, c: usize) {
     let addr = server.addr;
@@ -107,7 +88,7 @@ fn a_peer_that_resets_while_the_server_writes_is_dropped_cleanly() {
             for _ in 0..10 {
                 let mut client = std::net::TcpStream::connect(server.addr).unwrap();
                 push_until_stalled(&mut client, 64 << 20);
-                set_linger_zero(client.as_raw_fd());
+                util::set_linger_zero(client.as_raw_fd());
                 drop(client);
             }
             assert!(

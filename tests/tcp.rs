@@ -117,31 +117,12 @@ fn half_close_gives_eof_and_the_reader_can_still_write_back() {
     .unwrap();
 }
 
-/// Makes the kernel answer with RST instead of FIN when `stream` is closed.
-fn set_linger_zero(fd: i32) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: passes a live `linger` and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
-}
-
 /// Connects to a server that resets the connection at once; returns the client end.
 async fn reset_connection() -> io::Result<TcpStream> {
     let listener = TcpListener::bind(LOCALHOST).await?;
     let client = TcpStream::connect(listener.local_addr()?).await?;
     let (server, _) = listener.accept().await?;
-    set_linger_zero(server.as_raw_fd());
+    util::set_linger_zero(server.as_raw_fd());
     drop(server);
     Ok(client)
 }

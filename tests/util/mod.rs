@@ -696,3 +696,22 @@ pub fn fd_targets() -> Vec<String> {
 pub fn rss_is_meaningful() -> bool {
     std::env::var_os("EVLOOP_SANITIZER").is_none()
 }
+
+/// Makes the kernel answer with RST instead of FIN when the socket `fd` is closed.
+pub fn set_linger_zero(fd: i32) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: passes a live `linger` and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
