@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::{context, lock, next_runtime_id, Runnable, TaskMeta, EVENT_INTERVAL};
+use super::{
+    context, lock, next_runtime_id, EnterWhenIdle, Runnable, TaskMeta, Tracked, EVENT_INTERVAL,
+};
 use crate::reactor::Reactor;
 use crate::task::JoinHandle;
 use crate::time::wheel::{TimerKey, TimerWheel};
@@ -410,32 +412,6 @@ impl Wake for MainWaker {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A task's future plus the guard that keeps it in the task table while the future is alive. The
-    /// future is declared first, so it is dropped before the guard runs.
-    struct Tracked<F> {
-        #[pin]
-        future: F,
-        guard: TaskGuard,
-    }
-}
-
-impl<F: Future> Future for Tracked<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let poll = this.future.poll(cx);
-        // Entered when it first goes idle: only then can async-task free a detached task that stored its
-        // waker nowhere (before, a `Runnable` holds it), and a task done at its first poll (most
-        // short ones) never touches the table.
-        if poll.is_pending() && this.guard.slot.is_none() {
-            this.guard.enter(cx.waker());
-        }
-        poll
-    }
-}
-
 /// A task's entry in its runtime's task table.
 struct TaskEntry {
     /// Matches the `TaskGuard::id` of the task that owns the entry.
@@ -455,7 +431,11 @@ struct TaskGuard {
     id: u64,
 }
 
-impl TaskGuard {
+impl EnterWhenIdle for TaskGuard {
+    fn entered(&self) -> bool {
+        self.slot.is_some()
+    }
+
     /// `waker` is the task's own waker: tasks are polled only by their runtime, on its thread.
     fn enter(&mut self, waker: &Waker) {
         context::with_core(|core| {

@@ -193,3 +193,39 @@ pub(crate) fn no_runtime(what: &str) -> ! {
          (or `Runtime::block_on`), or from a task spawned there"
     )
 }
+
+pin_project_lite::pin_project! {
+    /// A task's future plus the guard that keeps it in its runtime's task table while the future is
+    /// alive (each flavor has its own table and guard). The future is declared first, so it is dropped
+    /// before the guard runs.
+    struct Tracked<F, G> {
+        #[pin]
+        future: F,
+        guard: G,
+    }
+}
+
+/// A task-table guard: enters its task in the table once, with the task's own waker.
+trait EnterWhenIdle {
+    fn entered(&self) -> bool;
+    fn enter(&mut self, waker: &std::task::Waker);
+}
+
+impl<F: Future, G: EnterWhenIdle> Future for Tracked<F, G> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let poll = this.future.poll(cx);
+        // Entered when it first goes idle: only then can async-task free a detached task that stored its
+        // waker nowhere (before, a `Runnable` holds it, queued or running, and cancelling the runtime
+        // finds it there), and a task done at its first poll (most short ones) never touches the table.
+        if poll.is_pending() && !this.guard.entered() {
+            this.guard.enter(cx.waker());
+        }
+        poll
+    }
+}

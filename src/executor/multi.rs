@@ -56,7 +56,7 @@ use slab::Slab;
 use super::context::{self, with_worker};
 use super::idle::Idle;
 use super::worker::{Remote, Worker};
-use super::{lock, next_runtime_id, Runnable, TaskMeta, EVENT_INTERVAL};
+use super::{lock, next_runtime_id, EnterWhenIdle, Runnable, TaskMeta, Tracked, EVENT_INTERVAL};
 use crate::reactor::Reactor;
 use crate::task::JoinHandle;
 use crate::time::driver::SharedTimers;
@@ -348,32 +348,6 @@ impl Wake for ThreadWaker {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A task's future plus the guard that keeps it in a worker's task table while the future is
-    /// alive. The future is declared first, so it is dropped before the guard runs.
-    struct Tracked<F> {
-        #[pin]
-        future: F,
-        guard: TaskGuard,
-    }
-}
-
-impl<F: Future> Future for Tracked<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let poll = this.future.poll(cx);
-        // Entered when it first goes idle, as in `current.rs`: until then a `Runnable` holds the task
-        // (queued or running on a worker, which cancels it at shutdown), and a task done at its first
-        // poll never touches the table's lock.
-        if poll.is_pending() && this.guard.entry.is_none() {
-            this.guard.enter(cx.waker());
-        }
-        poll
-    }
-}
-
 /// A task's entry in the task table of the worker that first saw it go idle: its own waker, holding a
 /// reference (a detached task that stores no waker anywhere would otherwise be freed by async-task with
 /// its future never dropped, and the entry would dangle).
@@ -404,6 +378,12 @@ impl TaskGuard {
             shared: Arc::as_ptr(shared),
             entry: None,
         }
+    }
+}
+
+impl EnterWhenIdle for TaskGuard {
+    fn entered(&self) -> bool {
+        self.entry.is_some()
     }
 
     /// `waker` is the task's own waker: tasks are polled only by their runtime's workers.
