@@ -19,6 +19,9 @@
 //! reactor is an eventfd modelled by a loom mutex + condvar (`Poller`). A lost wakeup shows up as a
 //! loom deadlock (every thread blocked) or a failed assertion.
 //!
+//! The watcher's timed park (`idle.rs`, "Watchers") returns at once under loom: a timeout that fires
+//! at whatever point loom chooses.
+//!
 //! Each model was seen to fail when the code is weakened (loom 0.7.3): without the `SeqCst` fence in
 //! `Idle::park`, in `Idle::notify_one`, in `Idle::try_drive` or in `Idle::notify_worker`, or without
 //! the last look for work in `park`, the models find the interleaving that leaves work queued with
@@ -135,7 +138,8 @@ impl Rt {
                 if !self.has_work() && !self.stopped() {
                     self.poller.wait();
                 }
-                self.idle.stop_driving();
+                self.idle
+                    .stop_driving(i, self.has_work(), || self.poller.notify());
             } else {
                 self.idle.park(i, || self.has_work(), || self.stopped());
             }
@@ -147,7 +151,10 @@ impl Rt {
 #[test]
 fn remote_push_wakes_a_parked_worker() {
     loom::model(|| {
-        let rt = Rt::new(1);
+        let rt = Rt::new(2);
+        // Worker 1 holds the driver role (and never returns from its poll in this model), so worker 0
+        // parks, and stops watching when it sees the role held.
+        assert!(rt.idle.try_drive(1));
         let pusher = {
             let rt = rt.clone();
             thread::spawn(move || rt.push_remote())
@@ -233,7 +240,7 @@ fn inbox_push_wakes_its_worker() {
                     if !inbox.may_have_items() {
                         poller.wait();
                     }
-                    idle.stop_driving();
+                    idle.stop_driving(0, false, || poller.notify());
                 } else {
                     idle.park(0, || inbox.may_have_items(), || false);
                 }
@@ -304,7 +311,14 @@ fn busy_poll_does_not_swallow_the_drivers_wakeup() {
             thread::spawn(move || {
                 rt.idle.register(0);
                 // One EVENT_INTERVAL's worth of `Worker::run`, then the shutdown check.
-                rt.idle.poll_if_undriven(0, || rt.poller.poll_now());
+                rt.idle.poll_if_undriven(
+                    0,
+                    || {
+                        rt.poller.poll_now();
+                        false
+                    },
+                    || rt.poller.notify(),
+                );
                 while !rt.stopped() {
                     thread::yield_now();
                 }
@@ -318,5 +332,46 @@ fn busy_poll_does_not_swallow_the_drivers_wakeup() {
         rt.idle.notify_all(|| rt.poller.notify());
         busy.join().unwrap();
         idle.join().unwrap();
+    });
+}
+
+/// The driver's poll woke a lone task: it leaves the role without waking anyone and runs the task,
+/// which here never ends until another worker has taken the driver role (a task stuck for good). The
+/// other worker, parked while the role was held, watches: it must take the role, whether it looks at
+/// the role before or after it was left, or the driver must wake it. Without the fence in
+/// `Idle::vacated`, or without its wake, this model deadlocks. (Without the watcher's fence in `park`
+/// it still passes: that side's accesses are all `SeqCst`, which loom already orders.)
+#[test]
+fn a_lone_task_stuck_after_the_poll_leaves_someone_to_drive() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let idle = Arc::new(Idle::new(2));
+        let driven = Arc::new((Mutex::new(false), Condvar::new()));
+        assert!(idle.try_drive(0));
+        let other = {
+            let (idle, driven) = (idle.clone(), driven.clone());
+            thread::spawn(move || {
+                idle.register(1);
+                loop {
+                    if idle.try_drive(1) {
+                        *driven.0.lock().unwrap() = true;
+                        driven.1.notify_all();
+                        idle.stop_driving(1, false, || {});
+                        return;
+                    }
+                    idle.park(1, || false, || false);
+                }
+            })
+        };
+        idle.register(0);
+        // Worker 0's poll returned one task: leave the role, then run the task.
+        idle.stop_driving(0, false, || {});
+        let mut d = driven.0.lock().unwrap();
+        while !*d {
+            d = driven.1.wait(d).unwrap();
+        }
+        drop(d);
+        other.join().unwrap();
     });
 }

@@ -19,25 +19,54 @@
 //!
 //! Both fences are `SeqCst`, so they are totally ordered: if the sleeper's fence comes first, the waker
 //! sees the announcement and wakes someone; if the waker's comes first, the sleeper sees the work. In
-//! both cases the work is not left behind with every worker asleep. A parked worker also implies a
-//! driver or a busy worker (a worker parks only when another one holds the driver role, and a worker
-//! that gives the role up is busy), so I/O and timers always have someone to notice them.
+//! both cases the work is not left behind with every worker asleep.
+//!
+//! # Watchers: the reactor is not left undriven behind a long task
+//! A worker parks only when another one holds the driver role. The driver that wakes tasks in its
+//! poll queues them without waking anyone (a wake per poll would cost a futex call and a context
+//! switch each time), and then leaves the role to run them. With more than one task queued it wakes
+//! a sleeper, which steals some or takes the role. With a lone task it wakes nobody, as tokio does;
+//! but if that task then runs for a long time, the sleepers must not all be parked for good with the
+//! role vacant, or timers and I/O would wait for the task to end. So a worker parks **watching**: for
+//! `WATCH` (2 ms) at a time, after which it looks at the role. Vacant: it returns and takes it. Held:
+//! it stops watching and parks until woken, so an idle runtime costs no wake-ups beyond the first.
+//! A worker leaving the role wakes a sleeper when no sleeper watches (`vacated`). That pair is again
+//! store-then-check with a `SeqCst` fence on both sides:
+//!
+//! | worker leaving the role                  | watcher that looks at the role              |
+//! |---|---|
+//! | `driver = NO_DRIVER`                     | `watchers -= 1`                             |
+//! | `fence(SeqCst)`                          | `fence(SeqCst)`                             |
+//! | read `watchers`; if 0, wake a sleeper    | read `driver`; if vacant, return to take it |
+//!
+//! Either the leaver sees no watcher and wakes someone, or the watcher sees the role vacant. So while
+//! a worker is stuck in one task, another worker that is asleep takes the role within about `WATCH`
+//! (`tests/faults.rs` measures it). A busy worker polls the reactor itself every `EVENT_INTERVAL`
+//! tasks when nobody drives.
 //!
 //! A busy worker that polls the reactor between tasks (when no one drives it) holds the driver role for
 //! that poll (`poll_if_undriven`): the reactor's notify is an edge consumed by whichever poll sees it
 //! first, so a poll beside a driver could swallow the driver's wakeup.
 //!
 //! Wakes are tokens: `notified` is set before `unpark`, and a parked worker returns only once it has
-//! consumed its token (or at shutdown), so spurious wakeups of `thread::park` are harmless; a token left
+//! consumed its token (or at shutdown, or to take the vacant driver role), so spurious wakeups of `thread::park` are harmless; a token left
 //! over costs one spurious trip round the worker loop at most.
 //!
 //! The driver consumes no token: the eventfd write makes its `epoll_wait` return (or the next one return
 //! at once, if it was written before the driver got there). `driver_blocked` is swapped to false by the
 //! first notifier, so a burst of spawns costs one eventfd write, not one each.
 
-use super::sync::{current_thread, fence, lock, park, AtomicBool, AtomicUsize, Mutex, Thread};
+use super::sync::{
+    current_thread, fence, lock, park, park_timeout, AtomicBool, AtomicUsize, Mutex, Thread,
+};
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long a watching sleeper parks before it looks whether the reactor has been left undriven (see
+/// "Watchers" above): the longest a worker stuck in one long task can delay the others' I/O and timers
+/// while another worker sleeps.
+pub(crate) const WATCH: Duration = Duration::from_millis(2);
 
 /// `driver` when no worker holds the driver role.
 pub(crate) const NO_DRIVER: usize = usize::MAX;
@@ -55,6 +84,9 @@ pub(crate) struct Idle {
     driver: AtomicUsize,
     /// The driver is blocked in the poller, or about to be: a waker must `notify` the reactor.
     driver_blocked: AtomicBool,
+    /// How many parked (or parking, or just woken) workers are watching: parked with a timeout, after
+    /// which they take the driver role if nobody holds it.
+    watchers: AtomicUsize,
 }
 
 /// A worker's wake token and thread handle.
@@ -79,6 +111,7 @@ impl Idle {
                 .collect(),
             driver: AtomicUsize::new(NO_DRIVER),
             driver_blocked: AtomicBool::new(false),
+            watchers: AtomicUsize::new(0),
         }
     }
 
@@ -165,22 +198,30 @@ impl Idle {
         true
     }
 
-    /// Gives up the driver role taken by `try_drive`.
-    pub(crate) fn stop_driving(&self) {
+    /// Gives up the driver role taken by `try_drive`. `more` says whether worker `from` has queued more
+    /// than the one task it runs next: then a sleeper is woken to steal some (and to take the role).
+    /// Otherwise nobody is woken unless no sleeper watches (see "Watchers").
+    pub(crate) fn stop_driving(&self, from: usize, more: bool, notify_reactor: impl FnOnce()) {
         self.driver_blocked.store(false, SeqCst);
         self.driver.store(NO_DRIVER, SeqCst);
+        self.vacated(from, more, notify_reactor);
     }
 
     /// For busy worker `i`, between two tasks: polls the reactor without blocking (`poll`) unless some
-    /// worker drives it.
+    /// worker drives it. `poll` returns whether the worker has more queued than it will run next,
+    /// as `more` in `stop_driving`.
     ///
     /// The poll is made holding the driver role (not announced as blocked), because the reactor's notify
     /// is an edge that whichever poll comes first consumes: a busy worker polling beside a driver could
     /// swallow the notify meant for it (new work, a pinned task, shutdown) just before the driver blocks
     /// for good. Holding the role, no other worker blocks in the poller meanwhile; one that wanted to
-    /// parks instead, and is woken afterwards to take the role, so that a long task on this worker does
-    /// not leave the reactor undriven.
-    pub(crate) fn poll_if_undriven(&self, i: usize, poll: impl FnOnce()) {
+    /// parks instead (watching), and takes the role once this poll is over.
+    pub(crate) fn poll_if_undriven(
+        &self,
+        i: usize,
+        poll: impl FnOnce() -> bool,
+        notify_reactor: impl FnOnce(),
+    ) {
         if self.driver.load(Acquire) != NO_DRIVER
             || self
                 .driver
@@ -189,10 +230,21 @@ impl Idle {
         {
             return;
         }
-        poll();
+        let more = poll();
         self.driver.store(NO_DRIVER, SeqCst);
+        self.vacated(i, more, notify_reactor);
+    }
+
+    /// After worker `from` left the driver role: wakes a sleeper if there is work for it (`more`), or if
+    /// sleepers there are but none watches, so that the role does not stay vacant behind a long task.
+    /// The fence pairs with the one a watcher makes before it stops watching (see `park`).
+    fn vacated(&self, from: usize, more: bool, notify_reactor: impl FnOnce()) {
+        if more {
+            self.notify_one(Some(from), notify_reactor);
+            return;
+        }
         fence(SeqCst);
-        if self.num_sleepers.load(SeqCst) > 0 {
+        if self.num_sleepers.load(SeqCst) > 0 && self.watchers.load(SeqCst) == 0 {
             let popped = lock(&self.sleepers).pop();
             if let Some(s) = popped {
                 self.num_sleepers.fetch_sub(1, SeqCst);
@@ -201,35 +253,69 @@ impl Idle {
         }
     }
 
-    /// Parks worker `i` until it is woken. `has_work` is the final look for work, made after the
-    /// announcement (see the protocol); `stop` reads the shutdown flag.
+    /// Parks worker `i` until it is woken, or until it finds the driver role vacant. `has_work` is the
+    /// final look for work, made after the announcement (see the protocol); `stop` reads the shutdown
+    /// flag.
+    ///
+    /// The worker parks watching: for `WATCH` at a time, and each time it looks at the driver role. If
+    /// nobody holds it, the worker returns to take it (its caller's loop does). If somebody does, it
+    /// stops watching and parks until woken: see "Watchers" for why no lone task is then left with the
+    /// reactor undriven.
     pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
         lock(&self.sleepers).push(i);
         self.num_sleepers.fetch_add(1, SeqCst);
+        self.watchers.fetch_add(1, SeqCst);
         fence(SeqCst);
+        let mut watching = true;
+        let parker = &self.parkers[i];
         if has_work() || stop() {
             self.withdraw(i);
-            return;
+        } else {
+            loop {
+                if parker.notified.swap(false, Acquire) {
+                    break;
+                }
+                if stop() {
+                    self.withdraw(i);
+                    break;
+                }
+                if !watching {
+                    park();
+                    continue;
+                }
+                park_timeout(WATCH);
+                if parker.notified.swap(false, Acquire) {
+                    break;
+                }
+                let vacant = self.driver.load(SeqCst) == NO_DRIVER;
+                if vacant && self.withdraw(i) {
+                    break;
+                }
+                // Somebody drives, or a waker has just taken this worker off the list and its token
+                // is on its way: stop watching and wait for a wake. Unless the role was vacated
+                // meanwhile and the worker that left it counted this one as watching: the two fences
+                // order that (see "Watchers").
+                self.watchers.fetch_sub(1, SeqCst);
+                watching = false;
+                fence(SeqCst);
+                if !vacant && self.driver.load(SeqCst) == NO_DRIVER && self.withdraw(i) {
+                    break;
+                }
+            }
         }
-        let parker = &self.parkers[i];
-        loop {
-            if parker.notified.swap(false, Acquire) {
-                return;
-            }
-            if stop() {
-                self.withdraw(i);
-                return;
-            }
-            park();
+        if watching {
+            self.watchers.fetch_sub(1, SeqCst);
         }
     }
 
-    /// Takes worker `i` off `sleepers` if no waker has already done so.
-    fn withdraw(&self, i: usize) {
+    /// Takes worker `i` off `sleepers` if no waker has already done so; returns whether it did.
+    fn withdraw(&self, i: usize) -> bool {
         let mut sleepers = lock(&self.sleepers);
-        if let Some(pos) = sleepers.iter().position(|&s| s == i) {
+        let pos = sleepers.iter().position(|&s| s == i);
+        if let Some(pos) = pos {
             sleepers.swap_remove(pos);
             self.num_sleepers.fetch_sub(1, SeqCst);
         }
+        pos.is_some()
     }
 }

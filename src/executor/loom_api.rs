@@ -36,12 +36,17 @@ impl Idle {
         self.0.try_drive(i)
     }
 
-    pub fn stop_driving(&self) {
-        self.0.stop_driving()
+    pub fn stop_driving(&self, from: usize, more: bool, notify_reactor: impl FnOnce()) {
+        self.0.stop_driving(from, more, notify_reactor)
     }
 
-    pub fn poll_if_undriven(&self, i: usize, poll: impl FnOnce()) {
-        self.0.poll_if_undriven(i, poll)
+    pub fn poll_if_undriven(
+        &self,
+        i: usize,
+        poll: impl FnOnce() -> bool,
+        notify_reactor: impl FnOnce(),
+    ) {
+        self.0.poll_if_undriven(i, poll, notify_reactor)
     }
 
     pub fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {

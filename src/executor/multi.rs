@@ -9,6 +9,9 @@
 //! would pin each socket to a worker, and a worker stuck in a long task would then starve its sockets;
 //! with one shared reactor any free worker hears every event, which is what issue #6 asks for. The cost
 //! is that an I/O wake made by the driver lands on the driver's queue, from which the others steal.
+//! A driver whose poll woke a single task runs it itself without waking anyone; a sleeping worker
+//! watches for the role left vacant behind a task that runs long, and takes it within 2 ms
+//! (`idle.rs`, "Watchers").
 //!
 //! Timers live in one wheel behind a mutex (`time/driver.rs`), processed by whoever polls the reactor;
 //! the driver waits until the wheel's next deadline, and arming an earlier timer notifies it. (The

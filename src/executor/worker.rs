@@ -103,6 +103,9 @@ pub(crate) struct Worker {
     pinned: RefCell<VecDeque<Runnable>>,
     /// A task is being polled on this worker: a wake or spawn it makes goes to the LIFO slot.
     in_task: Cell<bool>,
+    /// This worker is polling the reactor: the tasks the poll wakes are queued without waking anyone;
+    /// once the poll is over, a sleeper is woken if there is more than this worker runs next.
+    polling: Cell<bool>,
     /// Tasks taken from the LIFO slot in a row.
     lifo_runs: Cell<u32>,
     /// Counts picks, to look at the injector and the pinned queue first every `GLOBAL_INTERVAL`.
@@ -119,6 +122,7 @@ impl Worker {
             local,
             pinned: RefCell::new(VecDeque::new()),
             in_task: Cell::new(false),
+            polling: Cell::new(false),
             lifo_runs: Cell::new(0),
             ticks: Cell::new(0),
             rng: Cell::new(0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1),
@@ -154,8 +158,12 @@ impl Worker {
                     polls += 1;
                     if polls >= EVENT_INTERVAL {
                         polls = 0;
-                        let idle = &self.shared.idle;
-                        idle.poll_if_undriven(self.index, || self.poll_reactor(false));
+                        let shared = &*self.shared;
+                        shared.idle.poll_if_undriven(
+                            self.index,
+                            || self.poll_reactor(false),
+                            || shared.reactor.notify(),
+                        );
                     }
                 }
                 None => {
@@ -198,6 +206,9 @@ impl Worker {
 
     fn push_local(&self, r: Runnable) {
         self.local.push(r);
+        if self.polling.get() {
+            return; // see `polling`
+        }
         let shared = &*self.shared;
         shared
             .idle
@@ -295,16 +306,15 @@ impl Worker {
             if !self.has_work() && !shared.shutdown.load(Ordering::SeqCst) {
                 self.poll_reactor(true);
             }
-            shared.idle.stop_driving();
-            // The poll may have woken tasks onto this worker: let a sleeper steal some, and take the
-            // driver role that this worker now leaves for as long as its next task runs. (The wakes made
-            // during the poll already woke a sleeper, but one that looked for the role before
-            // `stop_driving` found it taken and parked again.) Costs a fence when no one sleeps.
-            if !self.local.is_empty() {
-                shared
-                    .idle
-                    .notify_one(Some(self.index), || shared.reactor.notify());
-            }
+            // The poll may have woken tasks onto this worker (without waking anyone: see `polling`). If
+            // there is more than the one it runs next, a sleeper is woken to steal some and to take the
+            // driver role that this worker leaves for as long as its next task runs. A lone task is
+            // not worth a futex wake and a move to another core: this worker runs it, and polls again
+            // when it runs out of work; a watching sleeper takes the role if the task runs long.
+            let more = self.local.len() > 1;
+            shared
+                .idle
+                .stop_driving(self.index, more, || shared.reactor.notify());
         } else {
             shared.idle.park(
                 self.index,
@@ -314,11 +324,17 @@ impl Worker {
         }
     }
 
-    fn poll_reactor(&self, block: bool) {
-        if let Err(e) = self.shared.reactor.poll(block, &self.shared.timers) {
+    /// Polls the reactor (blocking or not); returns whether this worker now has more queued than the
+    /// one task it runs next, so that a sleeper should be woken to share it.
+    fn poll_reactor(&self, block: bool) -> bool {
+        self.polling.set(true);
+        let polled = self.shared.reactor.poll(block, &self.shared.timers);
+        self.polling.set(false);
+        if let Err(e) = polled {
             // As in the current-thread loop: only programming errors make the poller fail.
             panic!("evloop: the poller failed: {e}");
         }
+        self.local.len() > 1
     }
 
     /// At shutdown, on this worker's thread: wakes every task in this worker's table so that it lands
