@@ -213,6 +213,18 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str, unpinned: &[&str]) 
             _ => "-".into(),
         };
         let ratio = |label: &str, key: &str| ratio_to(label, baseline, key);
+        // The i-th run of `label` against the i-th of `base` (the same repetition: run.sh alternates
+        // the servers within each): geometric mean of the ratios, and in how many `label` is >= `base`.
+        let paired = |label: &str, base: &str, key: &str| -> Option<(f64, usize, usize)> {
+            let (a, b) = (vals(label, "measure", key), vals(base, "measure", key));
+            let n = a.len().min(b.len());
+            if n == 0 || a.iter().chain(&b).any(|&x| x <= 0.0) {
+                return None;
+            }
+            let mean_log = (0..n).map(|i| (a[i] / b[i]).ln()).sum::<f64>() / n as f64;
+            let ahead = (0..n).filter(|&i| a[i] >= b[i]).count();
+            Some((mean_log.exp(), ahead, n))
+        };
         // perf's count when there is one: strace's slowdown changes what some servers do.
         let counter = if rows_have(&of_name, "perf") {
             "perf"
@@ -330,7 +342,18 @@ fn tables(rows: &[BTreeMap<String, String>], baseline: &str, unpinned: &[&str]) 
                     if labels.contains(&"libevent") {
                         s += &format!(", {} of libevent", ratio_to(l, "libevent", "cpu_us_per_rt"));
                     }
-                    s + &format!(", {} syscalls/rt ({goal})", sys(l))
+                    s += &format!(", {} syscalls/rt ({goal})", sys(l));
+                    // Run-to-run noise on a shared machine moves every server together for tens of
+                    // seconds; a run divided by the base's run of the same repetition cancels it.
+                    if let (Some((rt, ahead, n)), Some((cpu, _, _))) = (
+                        paired(l, base, "rt_per_s"),
+                        paired(l, base, "cpu_us_per_rt"),
+                    ) {
+                        s += &format!(
+                            "; paired with {base} run by run: round trips {rt:.3}x (ahead in {ahead} of {n}), CPU/rt {cpu:.3}x"
+                        );
+                    }
+                    s
                 })
                 .collect();
             if !goals.is_empty() {
