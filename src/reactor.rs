@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -204,6 +204,16 @@ impl Reactor {
         block: bool,
         timers: impl Into<TimerStore<'a>>,
     ) -> io::Result<Instant> {
+        self.poll_at_most(block, None, timers)
+    }
+
+    /// `poll`, blocking for at most `cap` (when set) even if no timer is due sooner.
+    pub(crate) fn poll_at_most<'a>(
+        &self,
+        block: bool,
+        cap: Option<Duration>,
+        timers: impl Into<TimerStore<'a>>,
+    ) -> io::Result<Instant> {
         let timers = timers.into();
         let Ok(mut guard) = self.poll_state.try_lock() else {
             return Ok(Instant::now());
@@ -217,6 +227,11 @@ impl Reactor {
             self.max_poll_gap.store(gap, Ordering::Relaxed);
         }
         let (next_timer, deadline) = timers.before_wait(now, block, wakers);
+        let deadline = match (deadline, cap.and_then(|c| now.checked_add(c))) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (None, c) => c,
+            (d, None) => d,
+        };
         let waited = self.poller.wait(events, deadline);
         let mut after = now;
         if deadline != Some(now) {

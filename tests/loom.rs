@@ -27,7 +27,8 @@
 //! the last look for work in `park`, the models find the interleaving that leaves work queued with
 //! every worker asleep (a deadlock); with the inbox flag set before the push, the flag model fails its
 //! assertion; with the LIFO slot emptied by load + store instead of a swap, two threads take the same
-//! task (a double free).
+//! task (a double free). The two watcher models (the vacated driver role, the uncapped driver) deadlock
+//! without the fences or the wakes named in their comments.
 //!
 //! Note: `Idle::unpark` sets the wake token with a `swap`, not a `store`. loom 0.7 gives a plain store
 //! that races with an RMW a modification order the real hardware cannot, so that the parked worker's
@@ -373,5 +374,43 @@ fn a_lone_task_stuck_after_the_poll_leaves_someone_to_drive() {
         }
         drop(d);
         other.join().unwrap();
+    });
+}
+
+/// The driver blocks without a cap only while every other worker sleeps (`Idle::block_cap`); a worker
+/// woken meanwhile must make it poll again, with a cap, or a task that worker leaves in its LIFO slot
+/// before blocking would wait for its task to end. Here worker 1 parks and a remote thread wakes it
+/// while worker 0 decides how to block: worker 0 either blocks capped or is notified. Without the
+/// fence in `Idle::woke` or in `Idle::block_cap`, or without the notify in `woke`, this model deadlocks.
+#[test]
+fn a_worker_woken_while_the_driver_blocks_uncapped_makes_it_cap() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let idle = Arc::new(Idle::new(2));
+        let poller = Arc::new(Poller::default());
+        let stop = Arc::new(AtomicUsize::new(0));
+        assert!(idle.try_drive(0));
+        let sleeper = {
+            let (idle, poller, stop) = (idle.clone(), poller.clone(), stop.clone());
+            thread::spawn(move || {
+                idle.register(1);
+                idle.park(1, || false, || stop.load(SeqCst) != 0);
+                idle.woke(|| poller.notify());
+            })
+        };
+        let waker = {
+            let (idle, poller) = (idle.clone(), poller.clone());
+            thread::spawn(move || idle.notify_one(None, || poller.notify()))
+        };
+        idle.register(0);
+        if idle.block_uncapped() {
+            poller.wait();
+        }
+        idle.polled();
+        waker.join().unwrap();
+        stop.store(1, SeqCst);
+        idle.notify_all(|| poller.notify());
+        sleeper.join().unwrap();
     });
 }

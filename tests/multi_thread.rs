@@ -159,6 +159,37 @@ fn an_idle_worker_steals_from_a_blocked_one() {
     });
 }
 
+/// A task spawned by a running task goes to that worker's LIFO slot and wakes nobody (it is meant to
+/// run next, on that worker). If the spawner then blocks its thread, the idle worker must still find
+/// it: the driver polls at most every 2 ms while another worker is busy, and looks for work between.
+#[test]
+fn a_task_left_in_a_blocked_workers_lifo_slot_is_stolen() {
+    with_deadline(TEST_LIMIT, || {
+        let rt = two_workers();
+        for _ in 0..5 {
+            // Let both workers go idle first: one drives the reactor, the other parks.
+            std::thread::sleep(Duration::from_millis(20));
+            let (tx, rx) = mpsc::channel();
+            let spawner = rt.spawn(async move {
+                let blocked_at = Instant::now();
+                spawn(async move {
+                    tx.send(Instant::now()).unwrap();
+                });
+                std::thread::sleep(Duration::from_millis(300));
+                blocked_at
+            });
+            let ran_at = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            let blocked_at = rt.block_on(spawner).unwrap();
+            let delay = ran_at.saturating_duration_since(blocked_at);
+            // About 2 ms; the spawner's 300 ms block must not show (generous bound).
+            assert!(
+                delay < Duration::from_millis(150),
+                "the task in the blocked worker's LIFO slot waited {delay:?}"
+            );
+        }
+    });
+}
+
 #[test]
 fn spawn_local_stays_on_its_worker() {
     with_deadline(TEST_LIMIT, || {

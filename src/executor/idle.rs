@@ -44,6 +44,15 @@
 //! (`tests/faults.rs` measures it). A busy worker polls the reactor itself every `EVENT_INTERVAL`
 //! tasks when nobody drives.
 //!
+//! The same holds for work queued without a wake: a task spawned or woken by a running task goes to
+//! that worker's LIFO slot and wakes nobody, since it runs next there; if the running task blocks,
+//! another worker must steal it. A watcher looks for work when its timed park ends, and the driver
+//! blocks for at most `WATCH` at a time while any other worker is awake (`block_cap`), looking for
+//! work between two polls. While every other worker sleeps the driver blocks without a cap; a worker
+//! that wakes meanwhile notifies it (`woke`) so that it polls again with one. That pair is the same
+//! store / fence / check: the driver stores `driver_uncapped` and reads `num_sleepers`; the woken
+//! worker's removal from `sleepers` comes before its fence and its read of `driver_uncapped`.
+//!
 //! A busy worker that polls the reactor between tasks (when no one drives it) holds the driver role for
 //! that poll (`poll_if_undriven`): the reactor's notify is an edge consumed by whichever poll sees it
 //! first, so a poll beside a driver could swallow the driver's wakeup.
@@ -84,6 +93,8 @@ pub(crate) struct Idle {
     driver: AtomicUsize,
     /// The driver is blocked in the poller, or about to be: a waker must `notify` the reactor.
     driver_blocked: AtomicBool,
+    /// The driver is about to block, or is blocked, in the poller without a cap (see `block_cap`).
+    driver_uncapped: AtomicBool,
     /// How many parked (or parking, or just woken) workers are watching: parked with a timeout, after
     /// which they take the driver role if nobody holds it.
     watchers: AtomicUsize,
@@ -112,6 +123,7 @@ impl Idle {
             driver: AtomicUsize::new(NO_DRIVER),
             driver_blocked: AtomicBool::new(false),
             watchers: AtomicUsize::new(0),
+            driver_uncapped: AtomicBool::new(false),
         }
     }
 
@@ -193,9 +205,48 @@ impl Idle {
         {
             return false;
         }
+        self.announce_blocked();
+        true
+    }
+
+    /// The driver announces (again) that it is about to block in the poller: it must look for work once
+    /// more before it does. Used by `try_drive`, and by a driver that keeps the role across a capped
+    /// poll that found nothing (see `block_cap`).
+    pub(crate) fn announce_blocked(&self) {
         self.driver_blocked.store(true, SeqCst);
         fence(SeqCst);
-        true
+    }
+
+    /// For the driver, before each blocking poll: how long it may block at most. While some other
+    /// worker is neither parked nor driving, i.e. may be running a task, `WATCH`: a task that worker
+    /// queues in its LIFO slot wakes nobody (it runs next on that worker), and if the running task then
+    /// blocks, the queued one waits for another worker to steal it; so the driver looks for such work
+    /// every `WATCH`, as a watching sleeper does. While every other worker sleeps, no cap (an idle
+    /// runtime costs no wake-ups); a worker that wakes up meanwhile tells the driver (`woke`). Store,
+    /// `SeqCst` fence, check on both sides.
+    pub(crate) fn block_cap(&self) -> Option<Duration> {
+        self.driver_uncapped.store(true, SeqCst);
+        fence(SeqCst);
+        if self.num_sleepers.load(SeqCst) + 1 < self.parkers.len() {
+            self.driver_uncapped.store(false, SeqCst);
+            Some(WATCH)
+        } else {
+            None
+        }
+    }
+
+    /// For the driver, after the poll that `block_cap` was for.
+    pub(crate) fn polled(&self) {
+        self.driver_uncapped.store(false, SeqCst);
+    }
+
+    /// For a worker back from `park` (its leaving `sleepers` came before): if the driver is blocked
+    /// without a cap, makes it poll again with one (see `block_cap`).
+    pub(crate) fn woke(&self, notify_reactor: impl FnOnce()) {
+        fence(SeqCst);
+        if self.driver_uncapped.load(SeqCst) && self.driver_uncapped.swap(false, SeqCst) {
+            notify_reactor();
+        }
     }
 
     /// Gives up the driver role taken by `try_drive`. `more` says whether worker `from` has queued more
@@ -257,8 +308,9 @@ impl Idle {
     /// final look for work, made after the announcement (see the protocol); `stop` reads the shutdown
     /// flag.
     ///
-    /// The worker parks watching: for `WATCH` at a time, and each time it looks at the driver role. If
-    /// nobody holds it, the worker returns to take it (its caller's loop does). If somebody does, it
+    /// The worker parks watching: for `WATCH` at a time, and each time it looks for work and at the
+    /// driver role. If there is work, or nobody holds the role, the worker returns to run it or to take
+    /// the role (its caller's loop does). If somebody does, it
     /// stops watching and parks until woken: see "Watchers" for why no lone task is then left with the
     /// reactor undriven.
     pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
@@ -285,6 +337,10 @@ impl Idle {
                 }
                 park_timeout(WATCH);
                 if parker.notified.swap(false, Acquire) {
+                    break;
+                }
+                // Work queued without a wake (a LIFO slot behind a task that blocks: `block_cap`).
+                if has_work() && self.withdraw(i) {
                     break;
                 }
                 let vacant = self.driver.load(SeqCst) == NO_DRIVER;

@@ -52,6 +52,19 @@ impl Idle {
     pub fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
         self.0.park(i, has_work, stop)
     }
+
+    /// Whether the driver's next poll may block without a cap (`idle::Idle::block_cap` is `None`).
+    pub fn block_uncapped(&self) -> bool {
+        self.0.block_cap().is_none()
+    }
+
+    pub fn polled(&self) {
+        self.0.polled()
+    }
+
+    pub fn woke(&self, notify_reactor: impl FnOnce()) {
+        self.0.woke(notify_reactor)
+    }
 }
 
 /// A LIFO slot carrying boxed numbers.

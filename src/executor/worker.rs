@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use slab::Slab;
@@ -161,7 +162,7 @@ impl Worker {
                         let shared = &*self.shared;
                         shared.idle.poll_if_undriven(
                             self.index,
-                            || self.poll_reactor(false),
+                            || self.poll_reactor(false, None),
                             || shared.reactor.notify(),
                         );
                     }
@@ -303,8 +304,17 @@ impl Worker {
     fn sleep(&self) {
         let shared = &*self.shared;
         if shared.idle.try_drive(self.index) {
-            if !self.has_work() && !shared.shutdown.load(Ordering::SeqCst) {
-                self.poll_reactor(true);
+            // While another worker may be running a task, block for at most `WATCH` at a time and look
+            // for work in between (`Idle::block_cap`): a task queued in that worker's LIFO slot woke
+            // nobody, and is stranded if the running task blocks.
+            while !self.has_work() && !shared.shutdown.load(Ordering::SeqCst) {
+                let cap = shared.idle.block_cap();
+                self.poll_reactor(true, cap);
+                shared.idle.polled();
+                if cap.is_none() || !self.local.is_empty() || !self.pinned.borrow().is_empty() {
+                    break;
+                }
+                shared.idle.announce_blocked();
             }
             // The poll may have woken tasks onto this worker (without waking anyone: see `polling`). If
             // there is more than the one it runs next, a sleeper is woken to steal some and to take the
@@ -321,14 +331,18 @@ impl Worker {
                 || self.has_work(),
                 || shared.shutdown.load(Ordering::SeqCst),
             );
+            shared.idle.woke(|| shared.reactor.notify());
         }
     }
 
     /// Polls the reactor (blocking or not); returns whether this worker now has more queued than the
     /// one task it runs next, so that a sleeper should be woken to share it.
-    fn poll_reactor(&self, block: bool) -> bool {
+    fn poll_reactor(&self, block: bool, cap: Option<Duration>) -> bool {
         self.polling.set(true);
-        let polled = self.shared.reactor.poll(block, &self.shared.timers);
+        let polled = self
+            .shared
+            .reactor
+            .poll_at_most(block, cap, &self.shared.timers);
         self.polling.set(false);
         if let Err(e) = polled {
             // As in the current-thread loop: only programming errors make the poller fail.
