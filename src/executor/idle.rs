@@ -137,13 +137,8 @@ impl Idle {
     /// `notify_reactor` writes the reactor's eventfd.
     pub(crate) fn notify_one(&self, from: Option<usize>, notify_reactor: impl FnOnce()) {
         fence(SeqCst);
-        if self.num_sleepers.load(SeqCst) > 0 {
-            let popped = lock(&self.sleepers).pop();
-            if let Some(i) = popped {
-                self.num_sleepers.fetch_sub(1, SeqCst);
-                self.unpark(i);
-                return;
-            }
+        if self.num_sleepers.load(SeqCst) > 0 && self.wake_a_sleeper() {
+            return;
         }
         if self.driver_blocked.load(SeqCst)
             && from.is_none_or(|f| self.driver.load(SeqCst) != f)
@@ -182,6 +177,16 @@ impl Idle {
             self.unpark(i);
         }
         notify_reactor();
+    }
+
+    /// Takes the last listed sleeper off the list and unparks it; false if the list was empty.
+    fn wake_a_sleeper(&self) -> bool {
+        let popped = lock(&self.sleepers).pop();
+        if let Some(i) = popped {
+            self.num_sleepers.fetch_sub(1, SeqCst);
+            self.unpark(i);
+        }
+        popped.is_some()
     }
 
     fn unpark(&self, i: usize) {
@@ -296,11 +301,7 @@ impl Idle {
         }
         fence(SeqCst);
         if self.num_sleepers.load(SeqCst) > 0 && self.watchers.load(SeqCst) == 0 {
-            let popped = lock(&self.sleepers).pop();
-            if let Some(s) = popped {
-                self.num_sleepers.fetch_sub(1, SeqCst);
-                self.unpark(s);
-            }
+            self.wake_a_sleeper();
         }
     }
 

@@ -321,7 +321,7 @@ impl Worker {
             // driver role that this worker leaves for as long as its next task runs. A lone task is
             // not worth a futex wake and a move to another core: this worker runs it, and polls again
             // when it runs out of work; a watching sleeper takes the role if the task runs long.
-            let more = self.local.len() > 1;
+            let more = self.has_more();
             shared
                 .idle
                 .stop_driving(self.index, more, || shared.reactor.notify());
@@ -348,6 +348,11 @@ impl Worker {
             // As in the current-thread loop: only programming errors make the poller fail.
             panic!("evloop: the poller failed: {e}");
         }
+        self.has_more()
+    }
+
+    /// More is queued on this worker than the one task it runs next: worth waking a sleeper to share.
+    fn has_more(&self) -> bool {
         self.local.len() > 1
     }
 
