@@ -541,7 +541,9 @@ fn hammer(waker: &Waker) {
 
 /// Yields until the spawned `Capture` has been polled once (on a multi-thread runtime it runs elsewhere).
 async fn first_poll(polls: &AtomicUsize) {
-    for _ in 0..100_000 {
+    // Bounded in time, not only in count: on a loaded machine the worker may not run for a while.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
         if polls.load(Ordering::SeqCst) > 0 {
             return;
         }
