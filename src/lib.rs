@@ -70,6 +70,7 @@
 //! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
 //! | the libevent-style callback API | `src/event/` |
 //! | signals | `src/signal.rs` |
+//! | child processes: `Command`, `Child`, pipes; waiting by pidfd, kqueue or `SIGCHLD`; orphan reaping | `src/process/{mod,child,pipe}.rs`, `src/process/{watch,pidfd,kqueue}.rs`, `src/process/orphan.rs` |
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -83,6 +84,7 @@ mod executor;
 pub use executor::loom_api;
 pub mod io;
 pub mod net;
+pub mod process;
 mod reactor;
 pub mod signal;
 mod sys;
