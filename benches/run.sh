@@ -228,6 +228,19 @@ if ((MICRO)) && [ -f benches/micro.rs ]; then
     fi
 fi
 
+# --- Child processes (benches/process.rs: spawn + wait against tokio::process), with the micro ones ---
+PROCESS_TABLE=""
+if ((MICRO)) && [ -f benches/process.rs ]; then
+    echo "== child processes"
+    PROCESS_EXE=$(bench_exe process || true)
+    q=(); ((QUICK)) && q=(--quick)
+    if [ -x "$PROCESS_EXE" ] && timeout 600 "$PROCESS_EXE" "${q[@]}" >"$OUT/process.txt" 2>>"$LOG"; then
+        PROCESS_TABLE=$OUT/process.txt
+    else
+        echo "run.sh: benches/process.rs failed or does not build: skipped (see $LOG)" | tee -a "$LOG"
+    fi
+fi
+
 # --- Report -------------------------------------------------------------------------------------------
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 MACHINE="$(nproc) cores, ${CPU:-unknown CPU}, Linux $(uname -r), load average $load at the start"
@@ -245,5 +258,9 @@ echo
 if [ -n "$MICRO_TABLE" ]; then
     echo "## Microbenchmarks (this run)"
     cat "$MICRO_TABLE"
+fi
+if [ -n "$PROCESS_TABLE" ]; then
+    echo "## Child processes (this run)"
+    cat "$PROCESS_TABLE"
 fi
 echo "== total $(($(date +%s) - START)) s; raw results: $RESULTS"

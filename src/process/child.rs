@@ -118,13 +118,17 @@ impl Child {
         // Ends: a watch that reported an exit which waitpid does not show yet is replaced by the
         // `SIGCHLD` watch, whose readiness is consumed by each poll, so every round needs a new signal.
         loop {
-            if self.watch.is_none() {
+            let fresh = self.watch.is_none();
+            if fresh {
                 let pid = self.pid();
                 self.watch = Some(Watch::new(pid).map_err(|e| self.error("waiting for", e))?);
             }
-            // Asked after the watch exists, so that an exit from here on is reported by the watch.
-            if let Some(status) = self.try_wait()? {
-                return Poll::Ready(Ok(status));
+            // Asked after the watch exists, so that an exit from here on is reported by the watch. A
+            // new pidfd or kqueue reports an exit from before it existed too: no need to ask then.
+            if !(fresh && self.watch.as_ref().is_some_and(Watch::reports_earlier_exit)) {
+                if let Some(status) = self.try_wait()? {
+                    return Poll::Ready(Ok(status));
+                }
             }
             let watch = self.watch.as_mut().expect("made above");
             ready!(watch.poll(cx));

@@ -70,6 +70,13 @@ impl Watch {
         None
     }
 
+    /// Whether the watch reports an exit that happened before it was made: a pidfd polls readable
+    /// from the moment the child is a zombie, and registering a ready fd queues an event; a kqueue's
+    /// `NOTE_EXIT` (or `ESRCH`) likewise. A `SIGCHLD` listener hears only later deliveries.
+    pub(super) fn reports_earlier_exit(&self) -> bool {
+        !self.is_sigchld()
+    }
+
     pub(super) fn is_sigchld(&self) -> bool {
         matches!(self, Watch::Sigchld(_))
     }
