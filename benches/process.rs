@@ -99,6 +99,9 @@ fn tokio_run(rt: &tokio::runtime::Runtime, n: usize, in_flight: usize) {
     });
 }
 
+/// Picks one figure out of a sample.
+type Figure = fn(&Sample) -> f64;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
@@ -202,7 +205,7 @@ fn main() {
     println!("| shape | figure | evloop | tokio | ratio |");
     println!("|---|---|---|---|---|");
     for (s, (shape, _)) in shapes.iter().enumerate() {
-        let figures: [(&str, fn(&Sample) -> f64); 3] = [
+        let figures: [(&str, Figure); 3] = [
             ("wall", |x| x.wall),
             ("CPU, this process", |x| x.cpu_self),
             ("CPU, with the children", |x| x.cpu_total),
