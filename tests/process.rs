@@ -459,3 +459,42 @@ fn sigchld_fallback() {
         assert_eq!(out.stdout, b"fallback\n");
     });
 }
+
+/// A reaper on a current-thread runtime runs only while that runtime is driven: an orphan dropped on
+/// another runtime must be reaped there all the same. In a process of its own, so that no other
+/// test's reaper does the work.
+#[test]
+fn orphans_reaped_while_another_runtime_idles() {
+    if util::child_role().as_deref() != Some("idle-runtime") {
+        return util::run_in_child("orphans_reaped_while_another_runtime_idles", "idle-runtime");
+    }
+    let idle = evloop::Runtime::new().unwrap();
+    let first = idle.block_on(async {
+        let child = Command::new("sleep")
+            .arg("100")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        drop(child); // starts a reaper on `idle`, which is not driven after this block_on
+        pid
+    });
+    evloop::block_on(async {
+        let child = Command::new("sleep")
+            .arg("100")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        drop(child);
+        let start = Instant::now();
+        while exists(pid) || exists(first) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "orphans {first} and {pid}: not both reaped"
+            );
+            evloop::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    drop(idle);
+}

@@ -25,9 +25,10 @@
 //! # No zombies
 //! A [`Child`] dropped before its exit was collected is handed to a process-wide orphan list
 //! (`orphan.rs`), after `SIGKILL` if [`Command::kill_on_drop`] was set. A task on the runtime where
-//! the drop happened listens for `SIGCHLD` and reaps the orphans as they exit, then ends when the list
-//! is empty. If that runtime goes away first, the remaining orphans are reaped by the next
-//! [`Command::spawn`] or the next drop of an unfinished child, on any runtime.
+//! the drop happened (one per runtime, started on demand) listens for `SIGCHLD` and reaps the orphans
+//! as they exit, then ends when the list is empty. Orphans left when that runtime goes away, or
+//! dropped outside any runtime, are reaped by the reapers of other runtimes, or by the next
+//! [`Command::spawn`] or orphan on any runtime.
 //!
 //! # Examples
 //! ```
