@@ -20,6 +20,11 @@ use crate::executor::reactor_or_err;
 /// Dropping a `Child` neither kills nor waits for the process: it runs on and is reaped in the
 /// background once it exits (see the [module doc](super#no-zombies)), unless the command was set to
 /// [`kill_on_drop`](super::Command::kill_on_drop).
+///
+/// # Caveats
+/// Like every I/O object, a `Child`'s pipes, and its watch once it has been waited for, are registered
+/// with the runtime they were made on: wait for it and use its pipes on that runtime (any of its
+/// threads), not on another one.
 pub struct Child {
     /// The pipe to the child's standard input, if it was set to [`Stdio::piped`](super::Stdio::piped).
     pub stdin: Option<ChildStdin>,
