@@ -14,6 +14,8 @@ use crate::sys::Interest;
 /// What one waiting child is watched with.
 pub(super) enum Watch {
     /// A descriptor that polls readable once the child has exited (a pidfd, or a private kqueue).
+    /// Android has neither (see `exit_fd`).
+    #[cfg_attr(target_os = "android", allow(dead_code))]
     Fd(ExitFd),
     /// The child was found to have exited while the watch was made (kqueue's `ESRCH`).
     #[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
@@ -112,6 +114,7 @@ pub(super) struct ExitFd {
 
 impl ExitFd {
     /// `None` if the reactor refuses it; the caller then falls back to `SIGCHLD`.
+    #[cfg_attr(target_os = "android", allow(dead_code))]
     fn register(fd: OwnedFd, reactor: &Arc<Reactor>) -> Option<ExitFd> {
         let interest = Interest {
             read: true,
