@@ -137,7 +137,11 @@ impl Conn {
         };
         let request = request.body(Full::new(args.data.clone().unwrap_or_default()))?;
         Ok(match self {
-            Conn::Http1(sender) => sender.send_request(request).await?,
+            // Ready once the connection's task has finished the previous exchange.
+            Conn::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
             Conn::Http2(sender) => sender.send_request(request).await?,
         })
     }
