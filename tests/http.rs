@@ -10,13 +10,15 @@ mod util;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use evloop::hyper::{HyperExecutor, HyperIo, HyperTimer};
@@ -595,4 +597,174 @@ fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
         finished.await.expect("every connection finishes").unwrap();
         assert!(start.elapsed() < Duration::from_secs(5));
     });
+}
+
+/// `examples/<name>`'s binary for the profile this test runs in: the one `cargo test` built alongside
+/// (it builds the examples unless one test target is picked), or, if that is missing or older than
+/// the sources, one built now with `cargo build --features hyper --example <name>`.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = [
+        root.join("Cargo.toml"),
+        root.join("src"),
+        root.join(format!("examples/{name}.rs")),
+    ];
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|built| sources.iter().all(|s| newest_mtime(s) <= built)) {
+        return binary;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build.current_dir(root);
+    build.args(["build", "--quiet", "--features", "hyper", "--example", name]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        status.success(),
+        "`cargo build --features hyper --example {name}` failed"
+    );
+    binary
+}
+
+/// The latest modification time of `path` or, for a directory, of any file under it.
+fn newest_mtime(path: &Path) -> SystemTime {
+    let own = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| newest_mtime(&e.path()))
+            .fold(own, SystemTime::max),
+        Err(_) => own,
+    }
+}
+
+/// Runs `curl` with `args`; its standard output.
+fn curl(args: &[&str]) -> String {
+    let output = match Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            panic!("curl is not installed: `apt-get install -y curl` (.ci/run does)")
+        }
+        Err(e) => panic!("cannot run curl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("curl's output is text")
+}
+
+#[test]
+fn the_example_server_answers_curl_and_stops_on_ctrl_c() {
+    let server = example_binary("http_server");
+    let body: Vec<u8> = (0..1 << 20).map(|i| util::pattern_byte(5, i)).collect();
+    let dir = std::env::temp_dir();
+    let upload = dir.join(format!("evloop-http-test-{}.in", std::process::id()));
+    std::fs::write(&upload, &body).unwrap();
+    // Current-thread, 2 workers, and h2c.
+    for flags in [&[][..], &["--threads", "2"], &["--http2"]] {
+        let mut child = Command::new(&server)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start examples/http_server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line:?}");
+        let version = if flags == ["--http2"] {
+            "--http2-prior-knowledge"
+        } else {
+            "--http1.1"
+        };
+
+        let hello = curl(&[
+            version,
+            "-w",
+            "%{http_code} %{http_version}",
+            &format!("{url}/"),
+        ]);
+        let expected_version = if flags == ["--http2"] { "2" } else { "1.1" };
+        assert_eq!(
+            hello,
+            format!("Hello, world!\n200 {expected_version}"),
+            "{flags:?}"
+        );
+
+        let echoed = dir.join(format!("evloop-http-test-{}.out", std::process::id()));
+        let data = format!("@{}", upload.display());
+        let out = echoed.to_str().unwrap();
+        let status = curl(&[
+            version,
+            "--data-binary",
+            &data,
+            "-o",
+            out,
+            "-w",
+            "%{http_code}",
+            &format!("{url}/echo"),
+        ]);
+        assert_eq!(status, "200");
+        assert!(
+            std::fs::read(&echoed).unwrap() == body,
+            "the 1 MiB echo differs ({flags:?})"
+        );
+        let _ = std::fs::remove_file(&echoed);
+        assert_eq!(
+            curl(&[
+                version,
+                "-w",
+                "%{http_code}",
+                "-o",
+                "/dev/null",
+                &format!("{url}/nope")
+            ]),
+            "404"
+        );
+
+        // Ctrl-C: the server stops accepting, finishes, and exits 0.
+        // SAFETY: `kill` has no memory preconditions; the pid is our live child's.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+            0
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("http_server {flags:?} did not exit within 10 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            status.success(),
+            "http_server {flags:?} exited with {status}"
+        );
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("done"), "{rest:?}");
+    }
+    let _ = std::fs::remove_file(&upload);
 }
