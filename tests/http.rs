@@ -599,6 +599,41 @@ fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
     });
 }
 
+#[test]
+fn http_over_a_unix_socket() {
+    on_both_flavors(Duration::from_secs(20), || async {
+        let path = std::env::temp_dir().join(format!(
+            "evloop-http-{}-{:?}.sock",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = evloop::net::UnixListener::bind(&path).unwrap();
+        let server = evloop::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(stream, hyper::service::service_fn(handle))
+                .await
+                .unwrap();
+        });
+        let stream = evloop::net::UnixStream::connect(&path).await.unwrap();
+        let (mut sender, conn) = http1::handshake(stream).await.unwrap();
+        evloop::spawn(conn);
+        for _ in 0..10 {
+            sender.ready().await.unwrap();
+            let request = Request::post("/echo")
+                .header(hyper::header::HOST, "localhost")
+                .body(pattern_body(100_000, 8192))
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(check_pattern(response.into_body()).await, 100_000);
+        }
+        drop(sender); // the client closes; the server's connection ends cleanly
+        server.await.unwrap();
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
 /// `examples/<name>`'s binary for the profile this test runs in: the one `cargo test` built alongside
 /// (it builds the examples unless one test target is picked), or, if that is missing or older than
 /// the sources, one built now with `cargo build --features hyper --example <name>`.
