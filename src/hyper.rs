@@ -104,6 +104,12 @@ use crate::time::Sleep;
 /// so zeroing costs about as much as the read itself. Bytes hyper already marks initialized are never
 /// zeroed again ([`ReadBufCursor::initialize_unfilled_to`]).
 ///
+/// What cannot be done soundly is to remember, from one read to the next, which bytes were zeroed
+/// before: the next cursor may be over another allocation (hyper's buffer is reallocated, or split off
+/// and frozen into a `Bytes`, then replaced), even one at the same address, whose bytes are
+/// uninitialized again. Only the cursor's own record of what it holds initialized can be trusted, and
+/// hyper starts each read with none.
+///
 /// # Writes
 /// `futures-io` cannot tell whether a stream gathers vectored writes, so `HyperIo` tells hyper that it
 /// does and passes `poll_write_vectored` through: a stream that really gathers (evloop's sockets,
@@ -199,7 +205,9 @@ impl<T: futures_io::AsyncRead + Unpin> ::hyper::rt::Read for HyperIo<T> {
         }
         // SAFETY: `initialize_unfilled_to` initialized the first `offered` bytes of the cursor (zeroing
         // only those hyper did not already know initialized), the read wrote into them, and `n <=
-        // offered` was checked above, so the `n` bytes `advance` marks filled are initialized.
+        // offered` was checked above, so the `n` bytes `advance` marks filled are initialized. Nothing
+        // here relies on what earlier reads initialized: that was another cursor, perhaps over another
+        // allocation (see "Reads into hyper's buffer" above).
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
     }
