@@ -634,6 +634,74 @@ fn http_over_a_unix_socket() {
     });
 }
 
+/// A reader that records what it is offered and answers `reply` bytes a read.
+struct Recorder {
+    /// Per read: the length offered and its first byte.
+    offered: Vec<(usize, Option<u8>)>,
+    reply: usize,
+}
+
+impl futures::AsyncRead for Recorder {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.offered.push((buf.len(), buf.first().copied()));
+        let n = self.reply.min(buf.len());
+        buf[..n].fill(b'x');
+        Poll::Ready(Ok(n))
+    }
+}
+
+#[test]
+fn hyper_io_zeroes_only_what_a_read_is_offered_and_never_initialized_bytes() {
+    use hyper::rt::ReadBuf;
+    use std::mem::MaybeUninit;
+
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut read = |io: &mut HyperIo<Recorder>, buf: &mut ReadBuf<'_>| {
+        let polled = hyper::rt::Read::poll_read(std::pin::Pin::new(io), &mut cx, buf.unfilled());
+        assert!(matches!(polled, Poll::Ready(Ok(()))));
+    };
+
+    // Bytes the buffer holds initialized reach the reader as they are: not zeroed again.
+    let mut io = HyperIo::new(Recorder {
+        offered: Vec::new(),
+        reply: 10,
+    });
+    let mut initialized = vec![0xAA; 64 * 1024];
+    let mut buf = ReadBuf::new(&mut initialized);
+    read(&mut io, &mut buf);
+    assert_eq!(
+        io.get_ref().offered[0],
+        (2048, Some(0xAA)),
+        "2 KiB offered first, unzeroed"
+    );
+    assert_eq!(buf.filled(), b"xxxxxxxxxx");
+
+    // Small reads from an uninitialized buffer: the part offered (and zeroed) shrinks to 512 bytes.
+    let mut raw = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    for _ in 0..6 {
+        read(&mut io, &mut ReadBuf::uninit(&mut raw));
+    }
+    let sizes: Vec<usize> = io.get_ref().offered.iter().map(|o| o.0).collect();
+    assert_eq!(sizes, [2048, 1024, 512, 512, 512, 512, 512]);
+
+    // Reads that fill what they are offered: it doubles, up to what the buffer has room for.
+    io.get_mut().reply = usize::MAX;
+    for _ in 0..10 {
+        read(&mut io, &mut ReadBuf::uninit(&mut raw));
+    }
+    let sizes: Vec<usize> = io.get_ref().offered[7..].iter().map(|o| o.0).collect();
+    assert_eq!(
+        sizes,
+        [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 65536, 65536]
+    );
+    assert_eq!(io.into_inner().offered.len(), 17);
+}
+
 /// `examples/<name>`'s binary for the profile this test runs in: the one `cargo test` built alongside
 /// (it builds the examples unless one test target is picked), or, if that is missing or older than
 /// the sources, one built now with `cargo build --features hyper --example <name>`.
