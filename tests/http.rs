@@ -40,6 +40,8 @@ type ReqBody = BoxBody<Bytes, Infallible>;
 const HELLO: &[u8] = b"Hello, world!\n";
 /// How long `GET /slow` takes to answer: long enough to be in flight when a shutdown starts.
 const SLOW: Duration = Duration::from_millis(300);
+/// How many `GET /slow` requests have reached the handler (only the graceful-shutdown test sends them).
+static SLOW_STARTED: AtomicUsize = AtomicUsize::new(0);
 /// The upgrade protocol the tests speak: "ping" is answered "pong", then every byte is echoed.
 const PROTOCOL: &str = "evloop-ping";
 
@@ -211,6 +213,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
         (&Method::GET, "/") => Response::new(full(HELLO)),
         (&Method::POST, "/echo") => Response::new(req.into_body().boxed()),
         (&Method::GET, "/slow") => {
+            SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
             evloop::time::sleep(SLOW).await;
             Response::new(full(b"slow"))
         }
@@ -568,11 +571,12 @@ fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
         let mut idle = client1(addr).await;
         hello(&mut idle, addr).await;
         let mut busy = client1(addr).await;
+        let started = SLOW_STARTED.load(Ordering::SeqCst);
         let in_flight = evloop::spawn(busy.send_request(get(addr, "/slow")));
-        while server.accepted.load(Ordering::SeqCst) < 2 {
+        // Bounded by the test's deadline.
+        while SLOW_STARTED.load(Ordering::SeqCst) == started {
             evloop::time::sleep(Duration::from_millis(1)).await;
         }
-        evloop::time::sleep(SLOW / 3).await; // the request has reached the handler
 
         let start = Instant::now();
         server.begin_shutdown().await;
