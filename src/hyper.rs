@@ -283,7 +283,8 @@ impl<T: ::hyper::rt::Write + Unpin> futures_io::AsyncWrite for HyperIo<T> {
 }
 
 /// hyper's traits on evloop's stream sockets: reads `recv` into hyper's uninitialized buffer, writes
-/// are the `futures-io` ones (vectored through `sendmsg`), shutdown closes the write side.
+/// are the `futures-io` ones (vectored through `sendmsg`), shutdown closes the write side (and is not
+/// an error on a connection already reset).
 macro_rules! hyper_stream_impls {
     ($t:ty) => {
         impl ::hyper::rt::Read for $t {
@@ -327,8 +328,14 @@ macro_rules! hyper_stream_impls {
                 Poll::Ready(Ok(()))
             }
 
+            /// Shuts the write side down. A connection the peer has reset has nothing left to shut
+            /// down: `NotConnected` is success here, so hyper does not report every client that
+            /// left abruptly as a failed connection.
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                futures_io::AsyncWrite::poll_close(self, cx)
+                match ready!(futures_io::AsyncWrite::poll_close(self, cx)) {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+                    done => Poll::Ready(done),
+                }
             }
         }
     };
