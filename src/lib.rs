@@ -71,6 +71,7 @@
 //! | the libevent-style callback API | `src/event/` |
 //! | signals | `src/signal.rs` |
 //! | child processes: `Command`, `Child`, pipes; waiting by pidfd, kqueue or `SIGCHLD`; orphan reaping | `src/process/{mod,child,pipe}.rs`, `src/process/{watch,pidfd,kqueue}.rs`, `src/process/orphan.rs` |
+//! | hyper 1.x on evloop (feature `hyper`): `HyperIo`, `HyperExecutor`, `HyperTimer` | `src/hyper.rs` |
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -79,6 +80,8 @@ pub mod blocking;
 mod coop;
 pub mod event;
 mod executor;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use executor::loom_api;
