@@ -70,6 +70,7 @@
 //! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
 //! | the libevent-style callback API | `src/event/` |
 //! | signals | `src/signal.rs` |
+//! | hyper 1.x on evloop (feature `hyper`): `HyperIo`, `HyperExecutor`, `HyperTimer` | `src/hyper.rs` |
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -78,6 +79,8 @@ pub mod blocking;
 mod coop;
 pub mod event;
 mod executor;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use executor::loom_api;

@@ -40,7 +40,7 @@
 
 /// The byte-stream trait impls shared by `TcpStream` and `UnixStream`: `AsyncRead`/`AsyncWrite` for the
 /// type and for a shared reference to it (one `recv`/`send` per ready socket, through `socket.rs`),
-/// `AsRawFd`, `AsFd` and `Debug`. The type needs an `inner: Async<_>` field and a
+/// `AsRawFd`, `AsFd` and `Debug` (and, with the `hyper` feature, a crate-internal `source()`). The type needs an `inner: Async<_>` field and a
 /// `shutdown(&self, Shutdown) -> io::Result<()>` method.
 macro_rules! stream_impls {
     ($t:ty) => {
@@ -145,6 +145,14 @@ macro_rules! stream_impls {
         impl std::fmt::Debug for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 self.inner.get_ref().fmt(f)
+            }
+        }
+
+        // `src/hyper.rs` reads straight into hyper's (uninitialized) buffer through this.
+        #[cfg(feature = "hyper")]
+        impl $t {
+            pub(crate) fn source(&self) -> &crate::reactor::Source {
+                self.inner.source()
             }
         }
     };

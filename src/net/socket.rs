@@ -212,6 +212,23 @@ pub(crate) fn poll_read(
     source.poll_stream_io(Direction::Read, cx, buf.len(), || recv(fd, buf))
 }
 
+/// `poll_read` into memory that need not be initialized (hyper's read buffer): the kernel only writes
+/// it, so nothing has to be zeroed first.
+#[cfg(feature = "hyper")]
+pub(crate) fn poll_read_uninit(
+    source: &Source,
+    cx: &mut Context<'_>,
+    buf: &mut [mem::MaybeUninit<u8>],
+) -> Poll<io::Result<usize>> {
+    let fd = source.fd;
+    source.poll_stream_io(Direction::Read, cx, buf.len(), || {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `recv` writes it and never reads it,
+        // so whether it was initialized does not matter, and it never de-initializes a byte.
+        let n = syscall(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+        Ok(n as usize)
+    })
+}
+
 /// Writes to a registered stream socket: one `send` when the socket is ready.
 pub(crate) fn poll_write(
     source: &Source,
