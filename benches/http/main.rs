@@ -43,7 +43,9 @@ fn main() {
         Some("wrk") => wrk::run(&opts),
         Some("report") => report::run(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: see the header of benches/http/main.rs; benches/run.sh --http runs it");
+            eprintln!(
+                "usage: see the header of benches/http/main.rs; benches/run.sh --http runs it"
+            );
             std::process::exit(2);
         }
     };

@@ -12,7 +12,10 @@ const PAIRS: [(&str, &str); 2] = [("evloop-ct", "tokio-ct"), ("evloop-mt", "toki
 
 pub(crate) fn run(path: Option<&str>) -> io::Result<()> {
     let path = path.ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "usage: http report RESULTS_FILE")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "usage: http report RESULTS_FILE",
+        )
     })?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
@@ -73,7 +76,10 @@ fn tables(results: &[Row], callgrind: &[Row]) -> String {
         let of = |label: &str| -> Vec<&Row> {
             results
                 .iter()
-                .filter(|r| num(r, "conns") as u64 == conns && r.get("label").map(String::as_str) == Some(label))
+                .filter(|r| {
+                    num(r, "conns") as u64 == conns
+                        && r.get("label").map(String::as_str) == Some(label)
+                })
                 .collect()
         };
         // A run with socket errors or non-2xx answers is not a result.
@@ -119,7 +125,10 @@ fn tables(results: &[Row], callgrind: &[Row]) -> String {
                 continue;
             }
             let ratios = |key: &str| -> String {
-                let rs: Vec<f64> = pairs.iter().map(|(x, y)| num(x, key) / num(y, key)).collect();
+                let rs: Vec<f64> = pairs
+                    .iter()
+                    .map(|(x, y)| num(x, key) / num(y, key))
+                    .collect();
                 let geo = (rs.iter().map(|r| r.ln()).sum::<f64>() / rs.len() as f64).exp();
                 let each: Vec<String> = rs.iter().map(|r| format!("{r:.2}")).collect();
                 format!("{geo:.3}x ({})", each.join(", "))
@@ -148,9 +157,16 @@ fn tables(results: &[Row], callgrind: &[Row]) -> String {
         }
         out += "\n";
         for (ev, tk) in PAIRS {
-            let find = |l: &str| callgrind.iter().find(|r| r.get("label").map(String::as_str) == Some(l));
+            let find = |l: &str| {
+                callgrind
+                    .iter()
+                    .find(|r| r.get("label").map(String::as_str) == Some(l))
+            };
             if let (Some(a), Some(b)) = (find(ev), find(tk)) {
-                out += &format!("- {ev} / {tk}: instructions/request {:.3}x\n", per_req(a) / per_req(b));
+                out += &format!(
+                    "- {ev} / {tk}: instructions/request {:.3}x\n",
+                    per_req(a) / per_req(b)
+                );
             }
         }
         out += "\n";

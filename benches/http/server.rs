@@ -16,13 +16,15 @@ use crate::Opts;
 /// The body of `GET /`, as `examples/http_server.rs` sends it.
 const HELLO: &str = "Hello, world!\n";
 
-/// How long a connection may take to send a request's headers, as in `examples/http_server.rs`.
+/// How long a connection may take to send a request's headers: hyper's default once a timer is set,
+/// as in `examples/http_server.rs`.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(opts: &Opts) -> io::Result<()> {
-    let addr: SocketAddr = opts.str("addr", "127.0.0.1:7100").parse().map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("--addr: {e}"))
-    })?;
+    let addr: SocketAddr = opts
+        .str("addr", "127.0.0.1:7100")
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--addr: {e}")))?;
     let runtime = match opts.str("flavor", "current_thread").as_str() {
         "current_thread" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -67,13 +69,12 @@ async fn serve(addr: SocketAddr) -> io::Result<()> {
 
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if req.uri().path() == "/" && req.method() == hyper::Method::GET {
-        Response::builder()
-            .header("content-type", "text/plain; charset=utf-8")
-            .body(Full::new(Bytes::from_static(HELLO.as_bytes())))
+        // No headers of its own: hyper adds content-length and date, as on evloop.
+        Response::builder().body(Full::new(Bytes::from_static(HELLO.as_bytes())))
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(Bytes::from_static(b"not found\n")))
     };
     Ok(response.expect("a valid static response"))
 }

@@ -23,10 +23,20 @@ pub(crate) fn run(opts: &Opts) -> io::Result<()> {
     let cpu_before = cpu_ticks(pid)?;
     // The caller pins this process (and so wrk) to the load generator's core.
     let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency"])
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ])
         .arg(format!("http://{addr}/"))
         .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run wrk: {e} (apt-get install wrk)")))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run wrk: {e} (apt-get install wrk)"),
+            )
+        })?;
     let cpu_after = cpu_ticks(pid)?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -36,11 +46,14 @@ pub(crate) fn run(opts: &Opts) -> io::Result<()> {
             String::from_utf8_lossy(&output.stderr)
         )));
     }
-    let w = parse(&text).ok_or_else(|| {
-        io::Error::other(format!("cannot read wrk's output:\n{text}"))
-    })?;
+    let w = parse(&text)
+        .ok_or_else(|| io::Error::other(format!("cannot read wrk's output:\n{text}")))?;
     let cpu_us = (cpu_after - cpu_before) as f64 * 1e6 / clock_ticks_per_sec();
-    let cpu_us_per_req = if w.requests > 0 { cpu_us / w.requests as f64 } else { 0.0 };
+    let cpu_us_per_req = if w.requests > 0 {
+        cpu_us / w.requests as f64
+    } else {
+        0.0
+    };
     println!(
         "RESULT label={label} rep={rep} conns={conns} secs={secs} requests={} rps={:.0} p50_us={:.1} p99_us={:.1} cpu_us_per_req={cpu_us_per_req:.3} socket_errors={} non2xx={}",
         w.requests, w.rps, w.p50_us, w.p99_us, w.socket_errors, w.non2xx
@@ -116,13 +129,20 @@ fn duration_us(s: &str) -> Option<f64> {
 
 /// utime + stime of the whole process (every thread), in clock ticks.
 fn cpu_ticks(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| io::Error::new(e.kind(), format!("/proc/{pid}/stat: {e} (is the server running?)")))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("/proc/{pid}/stat: {e} (is the server running?)"),
+        )
+    })?;
     // The command name (field 2) may contain spaces: count fields after its closing parenthesis,
     // where state is field 3 of proc(5), so utime (14) and stime (15) are at 11 and 12.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    match (fields.get(11).and_then(|v| v.parse::<u64>().ok()), fields.get(12).and_then(|v| v.parse::<u64>().ok())) {
+    match (
+        fields.get(11).and_then(|v| v.parse::<u64>().ok()),
+        fields.get(12).and_then(|v| v.parse::<u64>().ok()),
+    ) {
         (Some(u), Some(s)) => Ok(u + s),
         _ => Err(io::Error::other(format!("cannot parse /proc/{pid}/stat"))),
     }
