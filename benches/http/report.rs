@@ -144,14 +144,16 @@ fn tables(results: &[Row], callgrind: &[Row]) -> String {
         out += "\n";
     }
     if !callgrind.is_empty() {
-        out += "### Instructions per request (callgrind, user space)\n\n| server | requests | instructions | instructions/request |\n|---|---|---|---|\n";
-        let per_req = |r: &Row| num(r, "instructions") / num(r, "requests").max(1.0);
+        out += "### Instructions per request (callgrind, user space)\n\n| server | requests | instructions | of which startup and exit | instructions/request |\n|---|---|---|---|---|\n";
+        let per_req =
+            |r: &Row| (num(r, "instructions") - num(r, "startup")) / num(r, "requests").max(1.0);
         for r in callgrind {
             out += &format!(
-                "| {} | {:.0} | {:.0} | {:.0} |\n",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
                 r.get("label").map_or("?", String::as_str),
                 num(r, "requests"),
                 num(r, "instructions"),
+                num(r, "startup"),
                 per_req(r)
             );
         }
