@@ -1,7 +1,8 @@
 //! TLS on evloop with futures-rustls, which speaks futures-io: evloop's `TcpStream` goes into
 //! `TlsAcceptor::accept` / `TlsConnector::connect` as it is. The certificate is made at test time with
 //! rcgen. An echo over TLS (many connections at once, every byte checked, close_notify at the end),
-//! and handshakes that must fail (unknown issuer, wrong name), on both runtime flavors.
+//! handshakes that must fail (unknown issuer, wrong name), and (feature `hyper`) HTTPS through
+//! `evloop::hyper`: HTTP/1.1 and HTTP/2 chosen by ALPN, on both runtime flavors.
 //!
 //! Linux only, because of the crates and not of evloop: rustls's crypto provider (ring) compiles C and
 //! assembly in its build script, which the macOS/BSD cross-checks (`cargo check -Zbuild-std`, no C cross
@@ -24,8 +25,13 @@ use util::{on_each_flavor, pattern_byte};
 /// A self-signed certificate for "localhost", the acceptor that presents it and a connector that
 /// trusts it (and nothing else).
 struct Tls {
+    /// Offers ALPN "h2" and "http/1.1" (a client that asks for neither gets no ALPN).
     acceptor: TlsAcceptor,
+    /// Asks for no ALPN protocol.
     connector: TlsConnector,
+    /// The certificate, for a connector of other settings.
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    cert: CertificateDer<'static>,
 }
 
 /// The provider named explicitly, so the test does not depend on which provider features other crates
@@ -54,15 +60,17 @@ fn tls() -> Tls {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));
-    let server = ServerConfig::builder_with_provider(provider())
+    let mut server = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("the provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], key)
         .expect("the key matches the certificate");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Tls {
         acceptor: TlsAcceptor::from(Arc::new(server)),
-        connector: TlsConnector::from(Arc::new(client_config(&[cert]))),
+        connector: TlsConnector::from(Arc::new(client_config(&[cert.clone()]))),
+        cert,
     }
 }
 
@@ -133,6 +141,7 @@ fn echo_over_tls_on_many_connections() {
         let Tls {
             acceptor,
             connector,
+            ..
         } = tls();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -170,6 +179,7 @@ fn handshakes_with_an_unknown_issuer_or_a_wrong_name_fail() {
         let Tls {
             acceptor,
             connector,
+            ..
         } = tls();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -213,4 +223,175 @@ fn handshakes_with_an_unknown_issuer_or_a_wrong_name_fail() {
         );
         assert_eq!(server.await.unwrap(), 2);
     });
+}
+
+/// HTTPS: hyper over futures-rustls over evloop's `TcpStream`, joined by `evloop::hyper::HyperIo`.
+#[cfg(feature = "hyper")]
+mod https {
+    use super::*;
+
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use evloop::hyper::{HyperExecutor, HyperIo, HyperTimer};
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::{Method, Request, Response, StatusCode};
+
+    type Body = BoxBody<Bytes, hyper::Error>;
+
+    fn full(data: impl Into<Bytes>) -> Body {
+        Full::new(data.into())
+            .map_err(|never: Infallible| match never {})
+            .boxed()
+    }
+
+    /// `GET /` says which protocol served it; `POST /echo` streams the body back.
+    async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let response = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/") => Response::new(full(format!("hello over {:?}", req.version()))),
+            (&Method::POST, "/echo") => Response::new(req.into_body().boxed()),
+            _ => {
+                let mut r = Response::new(full("not found"));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                r
+            }
+        };
+        Ok(response)
+    }
+
+    /// Accepts TLS connections and serves each with HTTP/2 or HTTP/1.1, as ALPN chose.
+    async fn https_server(listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            evloop::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper::service::service_fn(handle);
+                let io = HyperIo::new(tls);
+                // A client that goes away is not the server's failure; the client checks the answers.
+                let _ = if h2 {
+                    hyper::server::conn::http2::Builder::new(HyperExecutor::new())
+                        .timer(HyperTimer::new())
+                        .serve_connection(io, service)
+                        .await
+                } else {
+                    hyper::server::conn::http1::Builder::new()
+                        .timer(HyperTimer::new())
+                        .serve_connection(io, service)
+                        .await
+                };
+            });
+        }
+    }
+
+    /// A TLS connection to the server that asks ALPN for `protocol`.
+    async fn connect(
+        addr: SocketAddr,
+        cert: &CertificateDer<'static>,
+        protocol: &[u8],
+    ) -> HyperIo<futures_rustls::client::TlsStream<TcpStream>> {
+        let mut config = client_config(&[cert.clone()]);
+        config.alpn_protocols = vec![protocol.to_vec()];
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(localhost(), stream)
+            .await
+            .expect("client handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(protocol));
+        HyperIo::new(tls)
+    }
+
+    fn pattern(seed: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|i| pattern_byte(seed, i)).collect()
+    }
+
+    async fn text(response: Response<Incoming>) -> Vec<u8> {
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.expect("the body");
+        body.to_bytes().to_vec()
+    }
+
+    #[test]
+    fn https_1_1_keep_alive_and_a_streamed_echo() {
+        on_each_flavor(|| async {
+            let Tls { acceptor, cert, .. } = tls();
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().unwrap();
+            evloop::spawn(https_server(listener, acceptor));
+
+            let io = connect(addr, &cert, b"http/1.1").await;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("HTTP/1.1 handshake");
+            evloop::spawn(conn);
+            // 200 requests on one TLS connection.
+            for _ in 0..200 {
+                sender.ready().await.expect("the connection stays open");
+                let req = Request::get("/")
+                    .header(hyper::header::HOST, "localhost")
+                    .body(full(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(req).await.expect("GET /");
+                assert_eq!(text(response).await, b"hello over HTTP/1.1");
+            }
+            // 1 MiB up and back on the same connection.
+            let data = pattern(7, 1 << 20);
+            sender.ready().await.unwrap();
+            let req = Request::post("/echo")
+                .header(hyper::header::HOST, "localhost")
+                .body(full(data.clone()))
+                .unwrap();
+            let response = sender.send_request(req).await.expect("POST /echo");
+            assert!(text(response).await == data, "the echoed body differs");
+        });
+    }
+
+    #[test]
+    fn https_2_concurrent_streams_on_one_connection() {
+        on_each_flavor(|| async {
+            const STREAMS: usize = 50;
+            let Tls { acceptor, cert, .. } = tls();
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().unwrap();
+            evloop::spawn(https_server(listener, acceptor));
+
+            let io = connect(addr, &cert, b"h2").await;
+            let (sender, conn) = hyper::client::conn::http2::Builder::new(HyperExecutor::new())
+                .timer(HyperTimer::new())
+                .handshake(io)
+                .await
+                .expect("HTTP/2 handshake");
+            evloop::spawn(conn);
+            let streams: Vec<_> = (0..STREAMS)
+                .map(|s| {
+                    let mut sender = sender.clone();
+                    evloop::spawn(async move {
+                        sender.ready().await.expect("the connection is open");
+                        let hello = Request::get("https://localhost/")
+                            .body(full(Bytes::new()))
+                            .unwrap();
+                        let response = sender.send_request(hello).await.expect("GET /");
+                        assert_eq!(text(response).await, b"hello over HTTP/2.0");
+                        let data = pattern(s, 20_000 + s * 1_000);
+                        let echo = Request::post("https://localhost/echo")
+                            .body(full(data.clone()))
+                            .unwrap();
+                        let response = sender.send_request(echo).await.expect("POST /echo");
+                        assert!(text(response).await == data, "stream {s}: the echo differs");
+                    })
+                })
+                .collect();
+            for s in streams {
+                s.await.unwrap();
+            }
+        });
+    }
 }
