@@ -69,7 +69,7 @@ fn tls() -> Tls {
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Tls {
         acceptor: TlsAcceptor::from(Arc::new(server)),
-        connector: TlsConnector::from(Arc::new(client_config(&[cert.clone()]))),
+        connector: TlsConnector::from(Arc::new(client_config(std::slice::from_ref(&cert)))),
         cert,
     }
 }
@@ -297,7 +297,7 @@ mod https {
         cert: &CertificateDer<'static>,
         protocol: &[u8],
     ) -> HyperIo<futures_rustls::client::TlsStream<TcpStream>> {
-        let mut config = client_config(&[cert.clone()]);
+        let mut config = client_config(std::slice::from_ref(cert));
         config.alpn_protocols = vec![protocol.to_vec()];
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
