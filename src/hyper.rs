@@ -104,6 +104,12 @@ use crate::time::Sleep;
 /// so zeroing costs about as much as the read itself. Bytes hyper already marks initialized are never
 /// zeroed again ([`ReadBufCursor::initialize_unfilled_to`]).
 ///
+/// What cannot be done soundly is to remember, from one read to the next, which bytes were zeroed
+/// before: the next cursor may be over another allocation (hyper's buffer is reallocated, or split off
+/// and frozen into a `Bytes`, then replaced), even one at the same address, whose bytes are
+/// uninitialized again. Only the cursor's own record of what it holds initialized can be trusted, and
+/// hyper starts each read with none.
+///
 /// # Writes
 /// `futures-io` cannot tell whether a stream gathers vectored writes, so `HyperIo` tells hyper that it
 /// does and passes `poll_write_vectored` through: a stream that really gathers (evloop's sockets,
@@ -199,7 +205,9 @@ impl<T: futures_io::AsyncRead + Unpin> ::hyper::rt::Read for HyperIo<T> {
         }
         // SAFETY: `initialize_unfilled_to` initialized the first `offered` bytes of the cursor (zeroing
         // only those hyper did not already know initialized), the read wrote into them, and `n <=
-        // offered` was checked above, so the `n` bytes `advance` marks filled are initialized.
+        // offered` was checked above, so the `n` bytes `advance` marks filled are initialized. Nothing
+        // here relies on what earlier reads initialized: that was another cursor, perhaps over another
+        // allocation (see "Reads into hyper's buffer" above).
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
     }
@@ -275,7 +283,8 @@ impl<T: ::hyper::rt::Write + Unpin> futures_io::AsyncWrite for HyperIo<T> {
 }
 
 /// hyper's traits on evloop's stream sockets: reads `recv` into hyper's uninitialized buffer, writes
-/// are the `futures-io` ones (vectored through `sendmsg`), shutdown closes the write side.
+/// are the `futures-io` ones (vectored through `sendmsg`), shutdown closes the write side (and is not
+/// an error on a connection already reset).
 macro_rules! hyper_stream_impls {
     ($t:ty) => {
         impl ::hyper::rt::Read for $t {
@@ -319,8 +328,14 @@ macro_rules! hyper_stream_impls {
                 Poll::Ready(Ok(()))
             }
 
+            /// Shuts the write side down. A connection the peer has reset has nothing left to shut
+            /// down: `NotConnected` is success here, so hyper does not report every client that
+            /// left abruptly as a failed connection.
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                futures_io::AsyncWrite::poll_close(self, cx)
+                match ready!(futures_io::AsyncWrite::poll_close(self, cx)) {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+                    done => Poll::Ready(done),
+                }
             }
         }
     };
