@@ -6,16 +6,20 @@
 #   benches/run.sh              full suite (under 15 minutes on 2 cores); rewrites BENCHMARKS.md
 #   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
 #   benches/run.sh --check      for CI: checks this script's syntax and builds everything, runs nothing
+#   benches/run.sh --http --no-echo --no-micro   only the HTTP benchmark (about 5 minutes)
 #
-# Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
+# Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-echo, --no-install, --reps N, --secs S,
+#          --http (also the HTTP benchmark: hyper on evloop against hyper on tokio, driven by wrk; its
+#          tables are printed and saved as http.md, BENCHMARKS.md's "HTTP" section is written by hand),
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
 #          --unpinned "..." (servers run without taskset; default: the multi-threaded ones,
 #          "evloop-async-mt tokio-mt"; every other server is pinned to core 0, the client to core 1).
-# Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, linux-perf, gcc.
+# Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, linux-perf, gcc
+# (and wrk, valgrind with --http).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 CHECK=0 WRITE="" MICRO=1 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
+QUICK=0 CHECK=0 WRITE="" MICRO=1 ECHO_SUITE=1 HTTP=0 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
 # Multi-threaded servers are not pinned: pinned to one core, their second worker would only take turns
 # with the first. Unpinned, they share core 1 with the load generator (the report says so).
 UNPINNED="evloop-async-mt tokio-mt"
@@ -27,13 +31,15 @@ while (($#)); do
         --write) WRITE=1 ;;
         --no-write) WRITE=0 ;;
         --no-micro) MICRO=0 ;;
+        --no-echo) ECHO_SUITE=0 ;;
+        --http) HTTP=1 ;;
         --no-install) INSTALL=0 ;;
         --reps) REPS=$2; shift ;;
         --secs) SECS=$2; shift ;;
         --servers) ONLY_SERVERS=$2; shift ;;
         --scenarios) ONLY_SCENARIOS=$2; shift ;;
         --unpinned) UNPINNED=$2; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -43,6 +49,7 @@ if ((CHECK)); then
     bash -n "$0"
     echo "== run.sh --check: building the benches and examples (release)"
     cargo build --release --benches --examples
+    cargo build --release --features hyper --example http_server
     if ! command -v cc >/dev/null; then
         echo "run.sh --check: skipped benches/libevent_echo.c: no C compiler (apt-get install gcc)"
     elif [ ! -f /usr/include/event2/bufferevent.h ]; then
@@ -57,10 +64,11 @@ if ((CHECK)); then
 fi
 if ((QUICK)); then
     REPS=${REPS:-1} SECS=${SECS:-1} WARMUP=0.3 IDLE_CONNS=2000 WRITE=${WRITE:-0}
-    SYSCALL_SCENARIOS="pp64x50" STRACE_SCENARIOS="pp64x50"
+    SYSCALL_SCENARIOS="pp64x50" STRACE_SCENARIOS="pp64x50" HTTP_SECS=1 CALLGRIND_SECS=2
 else
     REPS=${REPS:-3} SECS=${SECS:-2} WARMUP=0.5 IDLE_CONNS=10000 WRITE=${WRITE:-1}
     SYSCALL_SCENARIOS="pp64x1 pp64x50 pp64x1000 stream16k" STRACE_SCENARIOS="pp64x50"
+    HTTP_SECS=5 CALLGRIND_SECS=15
 fi
 
 # --- What the suite needs on a fresh Debian machine ------------------------------------------------
@@ -70,6 +78,10 @@ command -v perf >/dev/null || missing+=(linux-perf)
 command -v cc >/dev/null || missing+=(gcc)
 command -v taskset >/dev/null || missing+=(util-linux)
 [ -f /usr/include/event2/bufferevent.h ] || missing+=(libevent-dev)
+if ((HTTP)); then
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v valgrind >/dev/null || missing+=(valgrind)
+fi
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if ((${#missing[@]})); then
     ((INSTALL)) || { echo "run.sh: missing ${missing[*]} (and --no-install given)" >&2; exit 1; }
@@ -189,9 +201,10 @@ run_one() { # label name run(measure|perf|strace) client-args...
 }
 
 START=$(date +%s)
+load=$(cut -d' ' -f1 /proc/loadavg)
+if ((ECHO_SUITE)); then
 echo "== echo servers: ${SERVERS[*]} (unpinned: ${UNPINNED:-none})"
 echo "== $REPS repetition(s) of ${SECS} s per server and scenario; results in $OUT"
-load=$(cut -d' ' -f1 /proc/loadavg)
 echo "== load average before the run: $load (a busy machine makes every figure noisier)"
 for entry in "${SCENARIOS[@]}"; do
     name=${entry%%|*}
@@ -213,6 +226,99 @@ for entry in "${SCENARIOS[@]}"; do
     fi
 done
 echo "== echo suite took $(($(date +%s) - START)) s"
+fi
+
+# --- HTTP (--http): hyper on evloop against hyper on tokio, driven by wrk -----------------------------
+# Every server pinned to core 0 (the multi-threaded ones too: their CPU per request is what is
+# compared), wrk pinned to core 1. Servers alternate within each repetition, rotated each time.
+HTTP_TABLE=""
+if ((HTTP)); then
+    HTTP_START=$(date +%s)
+    echo "== HTTP: building examples/http_server (feature hyper) and benches/http"
+    cargo build --release --features hyper --example http_server
+    cargo build --release --bench http
+    HTTP_EXE=$(bench_exe http)
+    [ -x "$HTTP_EXE" ] || { echo "run.sh: could not locate the http bench binary" >&2; exit 1; }
+    HTTP_RESULTS="$OUT/http-results.txt"
+    : >"$HTTP_RESULTS"
+    http_cmd() { # the command line of an HTTP server, before --addr
+        case $1 in
+            evloop-ct) echo "$TARGET/release/examples/http_server" ;;
+            evloop-mt) echo "$TARGET/release/examples/http_server --threads 2" ;;
+            tokio-ct) echo "$HTTP_EXE server --flavor current_thread" ;;
+            tokio-mt) echo "$HTTP_EXE server --flavor multi_thread --threads 2" ;;
+        esac
+    }
+    http_start() { # label [wrapper...]: starts the server on core 0, sets SPID and ADDR
+        local label=$1 cmd; shift
+        for _ in $(seq 200); do
+            PORT=$((PORT >= 8399 ? 7400 : PORT + 1))
+            "$ECHO" wait --addr "127.0.0.1:$PORT" --timeout 0 2>/dev/null || break
+        done
+        ADDR="127.0.0.1:$PORT"
+        read -r -a cmd <<<"$(http_cmd "$label")"
+        taskset -c 0 "$@" "${cmd[@]}" --addr "$ADDR" >>"$OUT/http-server-$label.log" 2>&1 &
+        SPID=$!
+        # Under valgrind a server takes seconds to start.
+        if ! "$ECHO" wait --addr "$ADDR" --timeout 60 2>>"$LOG" || ! kill -0 "$SPID" 2>/dev/null; then
+            echo "   $label did not start (see $OUT/http-server-$label.log)" | tee -a "$LOG"
+            cleanup; SPID=""; return 1
+        fi
+    }
+    HTTP_SERVERS=(evloop-ct tokio-ct evloop-mt tokio-mt)
+    echo "== HTTP: ${HTTP_SERVERS[*]}, $REPS repetition(s) of wrk -t1 -cN -d${HTTP_SECS}s at N = 50 and 1000"
+    for conns in 50 1000; do
+        echo "-- $conns connections"
+        n=${#HTTP_SERVERS[@]}
+        for ((rep = 0; rep < REPS; rep++)); do
+            for ((k = 0; k < n; k++)); do
+                label=${HTTP_SERVERS[$(((k + rep) % n))]}
+                http_start "$label" || continue
+                if ! timeout $((HTTP_SECS + 60)) taskset -c 1 "$HTTP_EXE" wrk --addr "$ADDR" \
+                    --conns "$conns" --secs "$HTTP_SECS" --server-pid "$SPID" --label "$label" \
+                    --rep "$rep" >"$OUT/last.txt" 2>>"$LOG"; then
+                    echo "   $label $conns conns: wrk failed (see $LOG)" | tee -a "$LOG"
+                fi
+                grep '^RESULT' "$OUT/last.txt" >>"$HTTP_RESULTS" || true
+                sed -n 's/^  /   /p' "$OUT/last.txt"
+                if ! kill -0 "$SPID" 2>/dev/null; then echo "   $label exited during the run" | tee -a "$LOG"; fi
+                cleanup; SPID=""
+            done
+        done
+    done
+    # Instructions per request: each server under callgrind, one fixed wrk run at 50 connections,
+    # then SIGTERM (callgrind writes its file on the way out). The same server started and stopped
+    # with no request measures startup and exit, which is subtracted.
+    echo "== HTTP: user-space instructions per request (callgrind, wrk -t1 -c50 -d${CALLGRIND_SECS}s)"
+    cg_total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" 2>/dev/null | tail -1; }
+    for label in "${HTTP_SERVERS[@]}"; do
+        cg="$OUT/callgrind-http-$label-startup.out"
+        http_start "$label" valgrind --tool=callgrind --callgrind-out-file="$cg" || continue
+        kill -TERM "$SPID" 2>/dev/null || true
+        wait "$SPID" 2>/dev/null || true
+        SPID=""
+        startup=$(cg_total "$cg")
+        cg="$OUT/callgrind-http-$label.out"
+        http_start "$label" valgrind --tool=callgrind --callgrind-out-file="$cg" || continue
+        wrk_out=$(timeout $((CALLGRIND_SECS + 60)) taskset -c 1 wrk -t1 -c50 -d"${CALLGRIND_SECS}s" "http://$ADDR/" 2>&1 || true)
+        echo "$wrk_out" >"$OUT/callgrind-http-$label.wrk.txt"
+        kill -TERM "$SPID" 2>/dev/null || true
+        wait "$SPID" 2>/dev/null || true
+        SPID=""
+        requests=$(echo "$wrk_out" | sed -n 's/^ *\([0-9]*\) requests in .*/\1/p')
+        instructions=$(cg_total "$cg")
+        errors=$(echo "$wrk_out" | grep -E 'Socket errors|Non-2xx' | tr -s ' ' | paste -sd';' - || true)
+        if [ -n "$requests" ] && [ -n "$instructions" ] && [ -n "$startup" ]; then
+            echo "CALLGRIND label=$label requests=$requests instructions=$instructions startup=$startup" >>"$HTTP_RESULTS"
+            echo "   $label: $requests requests, $instructions instructions ($startup of them startup and exit), $(((instructions - startup) / requests)) per request${errors:+ ($errors)}"
+        else
+            echo "   $label: no callgrind total (see $cg and $OUT/http-server-$label.log)" | tee -a "$LOG"
+        fi
+    done
+    HTTP_TABLE="$OUT/http.md"
+    "$HTTP_EXE" report "$HTTP_RESULTS" >"$HTTP_TABLE"
+    echo "== HTTP took $(($(date +%s) - HTTP_START)) s"
+fi
 
 # --- Microbenchmarks ----------------------------------------------------------------------------------
 MICRO_TABLE=""
@@ -254,7 +360,7 @@ done
 if ((${#unpinned_here[@]})); then report+=(--unpinned "${unpinned_here[*]}"); fi
 ((WRITE)) && report+=(--update BENCHMARKS.md)
 echo
-"${report[@]}" | tee "$OUT/tables.md"
+if ((ECHO_SUITE)); then "${report[@]}" | tee "$OUT/tables.md"; fi
 if [ -n "$MICRO_TABLE" ]; then
     echo "## Microbenchmarks (this run)"
     cat "$MICRO_TABLE"
@@ -262,5 +368,9 @@ fi
 if [ -n "$PROCESS_TABLE" ]; then
     echo "## Child processes (this run)"
     cat "$PROCESS_TABLE"
+fi
+if [ -n "$HTTP_TABLE" ]; then
+    echo "## HTTP (this run; raw results: $HTTP_RESULTS)"
+    cat "$HTTP_TABLE"
 fi
 echo "== total $(($(date +%s) - START)) s; raw results: $RESULTS"

@@ -50,6 +50,38 @@ where
     with_deadline(TEST_LIMIT, move || evloop::block_on(future))
 }
 
+/// Runs `body()` to completion on each runtime flavor in turn, a current-thread runtime and a
+/// multi-thread one with two workers, each on a fresh thread failed after [`TEST_LIMIT`]. A failure
+/// names the flavor. The future need not be `Send` (it is made on the thread that runs it); what it
+/// `evloop::spawn`s must be, as on any multi-thread runtime.
+pub fn on_each_flavor<F, Fut>(body: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    for threads in [0, 2] {
+        let flavor = if threads == 0 {
+            "current-thread"
+        } else {
+            "multi-thread (2 workers)"
+        };
+        let body = body.clone();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            with_deadline(TEST_LIMIT, move || {
+                let rt = match threads {
+                    0 => evloop::Runtime::new(),
+                    n => evloop::Runtime::builder().worker_threads(n).build(),
+                }
+                .expect("build the runtime");
+                rt.block_on(body());
+            })
+        }));
+        if let Err(payload) = run {
+            panic!("on the {flavor} runtime: {}", panic_message(&*payload));
+        }
+    }
+}
+
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
 pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     payload
