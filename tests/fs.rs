@@ -85,6 +85,23 @@ fn a_256_mib_file_round_trips_byte_for_byte() {
 }
 
 #[test]
+fn whole_file_write_and_read_of_more_than_a_chunk() {
+    // `fs::write` above `CHUNK_SIZE` goes through a `File`, chunk by chunk.
+    on_both_flavors(TEST_LIMIT, || async {
+        let dir = TempDir::new("fs-whole");
+        let path = dir.join("whole");
+        let data = pattern(9, 2 * fs::CHUNK_SIZE + 3);
+        fs::write(&path, &data).await.unwrap();
+        assert!(fs::read(&path).await.unwrap() == data);
+        fs::write(&path, b"short").await.unwrap();
+        assert_eq!(fs::read(&path).await.unwrap(), b"short", "not truncated");
+        let e = fs::write(dir.join("no/such/dir"), &data).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+    });
+}
+
+#[test]
 fn a_hundred_files_written_concurrently() {
     on_both_flavors(TEST_LIMIT, || async {
         let dir = TempDir::new("fs-hundred");

@@ -41,8 +41,12 @@
 
 use std::error::Error;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use futures_io::AsyncWrite;
 
 use crate::blocking::spawn_blocking;
 
@@ -143,13 +147,29 @@ pub async fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
 
 /// Creates or truncates a file and writes `contents` to it, like [`std::fs::write`].
 ///
-/// The bytes are copied once, so that the pool thread owns them (as `tokio::fs::write` does).
+/// Up to [`CHUNK_SIZE`] bytes are copied for the pool thread and written in one hop. Larger contents go
+/// through a [`File`], one chunk per hop through one reused buffer, so that writing a large buffer
+/// does not allocate a second copy of it (`tokio::fs::write` copies it whole).
+///
+/// # Caveats
+/// Dropping the future of a write larger than [`CHUNK_SIZE`] before it completes leaves a prefix of
+/// `contents` in the file (the chunk in flight is still written).
 ///
 /// # Errors
 /// Whatever `std::fs::write` reports, naming the path.
 pub async fn write(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> io::Result<()> {
-    let contents = contents.as_ref().to_owned();
-    with_path(path.as_ref(), "write", move |p| std::fs::write(p, contents)).await
+    let (path, contents) = (path.as_ref(), contents.as_ref());
+    if contents.len() <= CHUNK_SIZE {
+        let contents = contents.to_owned();
+        return with_path(path, "write", move |p| std::fs::write(p, contents)).await;
+    }
+    let mut file = File::create(path).await?;
+    for chunk in contents.chunks(CHUNK_SIZE) {
+        // A chunk is never more than one `poll_write` takes, so each call takes all of it.
+        let n = poll_fn(|cx| Pin::new(&mut file).poll_write(cx, chunk)).await?;
+        debug_assert_eq!(n, chunk.len());
+    }
+    poll_fn(|cx| Pin::new(&mut file).poll_close(cx)).await
 }
 
 /// Copies the contents and permissions of one file to another, like [`std::fs::copy`]; returns the
