@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const USAGE: &str = "usage: fs [--reps N] [--mib M] [--help]
-  --reps N   repetitions of every shape and contender (default 5)
-  --mib M    file size in MiB (default 256)";
+const USAGE: &str = "usage: fs [--reps N] [--mib M] [--only TEXT] [--contenders LIST] [--help]
+  --reps N           repetitions of every shape and contender (default 5)
+  --mib M            file size in MiB (default 256)
+  --only TEXT        only the shapes whose name contains TEXT (e.g. \"64 KiB\")
+  --contenders LIST  comma-separated subset of evloop,tokio,std (e.g. for strace; default all)";
 
 const MIB: usize = 1 << 20;
 
@@ -207,8 +209,15 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn options() -> (usize, usize) {
-    let (mut reps, mut mib) = (5, 256);
+struct Options {
+    reps: usize,
+    mib: usize,
+    only: Option<String>,
+    contenders: Vec<Contender>,
+}
+
+fn options() -> Options {
+    let (mut reps, mut mib, mut only, mut contenders) = (5, 256, None, CONTENDERS.to_vec());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> usize {
@@ -227,6 +236,18 @@ fn options() -> (usize, usize) {
         match arg.as_str() {
             "--reps" => reps = number("--reps"),
             "--mib" => mib = number("--mib"),
+            "--only" => only = args.next(),
+            "--contenders" => {
+                let list = args.next().unwrap_or_default();
+                contenders = CONTENDERS
+                    .into_iter()
+                    .filter(|c| list.split(',').any(|w| c.name().starts_with(w)))
+                    .collect();
+                if contenders.is_empty() {
+                    eprintln!("fs: --contenders needs some of evloop,tokio,std\n{USAGE}");
+                    std::process::exit(2);
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -239,11 +260,21 @@ fn options() -> (usize, usize) {
             }
         }
     }
-    (reps, mib)
+    Options {
+        reps,
+        mib,
+        only,
+        contenders,
+    }
 }
 
 fn main() {
-    let (reps, mib) = options();
+    let Options {
+        reps,
+        mib,
+        only,
+        contenders,
+    } = options();
     let dir: PathBuf = std::env::temp_dir().join(format!("evloop-bench-fs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the benchmark's directory");
     let env = Env {
@@ -260,25 +291,30 @@ fn main() {
     );
     // Warm-up: each contender writes its file once, so every read below is of a cached file and the
     // pools have their threads.
-    for who in CONTENDERS {
+    for &who in &contenders {
         measure(&env, who, Shape::WholeWrite, &path(who));
     }
     println!(
         "| shape | contender | MB/s | CPU µs/MB | time vs tokio (paired) | time vs std (paired) |"
     );
     println!("|---|---|---:|---:|---:|---:|");
-    for shape in SHAPES {
+    let shapes = SHAPES
+        .into_iter()
+        .filter(|s| only.as_ref().is_none_or(|o| s.name().contains(o.as_str())));
+    for shape in shapes {
         // [contender][rep] = (wall, cpu)
-        let mut runs = vec![Vec::new(); CONTENDERS.len()];
+        let mut runs = vec![Vec::new(); contenders.len()];
         for rep in 0..reps {
-            for k in 0..CONTENDERS.len() {
-                let c = (k + rep) % CONTENDERS.len();
-                let who = CONTENDERS[c];
+            for k in 0..contenders.len() {
+                let c = (k + rep) % contenders.len();
+                let who = contenders[c];
                 runs[c].push(measure(&env, who, shape, &path(who)));
             }
         }
         let mb = (mib * MIB) as f64 / 1e6;
-        for (c, who) in CONTENDERS.iter().enumerate() {
+        let tokio = contenders.iter().position(|&c| c == Contender::Tokio);
+        let std = contenders.iter().position(|&c| c == Contender::Std);
+        for (c, who) in contenders.iter().enumerate() {
             let mut rates: Vec<f64> = runs[c].iter().map(|r| mb / r.0.as_secs_f64()).collect();
             let mut cpus: Vec<f64> = runs[c]
                 .iter()
@@ -292,7 +328,10 @@ fn main() {
                 cpus.iter().cloned().fold(f64::MAX, f64::min),
                 cpus.iter().cloned().fold(0.0, f64::max),
             );
-            let paired = |peer: usize| -> String {
+            let paired = |peer: Option<usize>| -> String {
+                let Some(peer) = peer else {
+                    return "-".into();
+                };
                 if peer == c {
                     return "1.00x".into();
                 }
@@ -311,8 +350,8 @@ fn main() {
                 median(&mut cpus),
                 clo,
                 chi,
-                paired(1),
-                paired(2)
+                paired(tokio),
+                paired(std)
             );
         }
     }

@@ -7,7 +7,7 @@
 #   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
 #   benches/run.sh --check      for CI: checks this script's syntax and builds everything, runs nothing
 #
-# Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-install, --reps N, --secs S,
+# Options: --write / --no-write (BENCHMARKS.md), --no-micro (also skips benches/fs.rs), --no-install, --reps N, --secs S,
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
 #          --unpinned "..." (servers run without taskset; default: the multi-threaded ones,
 #          "evloop-async-mt tokio-mt"; every other server is pinned to core 0, the client to core 1).
@@ -228,6 +228,20 @@ if ((MICRO)) && [ -f benches/micro.rs ]; then
     fi
 fi
 
+# --- Files: evloop::fs against tokio::fs and std::fs (benches/fs.rs prints its own table) -------------
+FS_TABLE=""
+if ((MICRO)) && [ -f benches/fs.rs ]; then
+    echo "== files (benches/fs.rs)"
+    FS_EXE=$(bench_exe fs || true)
+    if [ -x "$FS_EXE" ]; then
+        fs_args=(); ((QUICK)) && fs_args=(--reps 1 --mib 64)
+        timeout 600 "$FS_EXE" "${fs_args[@]}" >"$OUT/fs.txt" 2>>"$LOG" || echo "run.sh: fs failed (see $LOG)"
+        FS_TABLE=$OUT/fs.txt
+    else
+        echo "run.sh: benches/fs.rs does not build: skipped" | tee -a "$LOG"
+    fi
+fi
+
 # --- Report -------------------------------------------------------------------------------------------
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 MACHINE="$(nproc) cores, ${CPU:-unknown CPU}, Linux $(uname -r), load average $load at the start"
@@ -245,5 +259,9 @@ echo
 if [ -n "$MICRO_TABLE" ]; then
     echo "## Microbenchmarks (this run)"
     cat "$MICRO_TABLE"
+fi
+if [ -n "$FS_TABLE" ]; then
+    echo "## Files (this run)"
+    cat "$FS_TABLE"
 fi
 echo "== total $(($(date +%s) - START)) s; raw results: $RESULTS"
