@@ -15,7 +15,7 @@
 //!
 //! Figures per shape and contender: MB/s (wall time) and CPU µs per MB (the process's utime+stime,
 //! pool threads included), as median (min–max) over the repetitions; and, paired repetition by
-//! repetition, evloop's time over tokio's and over std's (median of the ratios). The contenders'
+//! repetition, each contender's wall and CPU time over tokio's and over std's (median of the ratios). The contenders'
 //! order rotates each repetition.
 
 use std::future::Future;
@@ -328,17 +328,21 @@ fn main() {
                 cpus.iter().cloned().fold(f64::MAX, f64::min),
                 cpus.iter().cloned().fold(0.0, f64::max),
             );
+            // Median over the repetitions of (this contender's time / the peer's), wall and CPU.
             let paired = |peer: Option<usize>| -> String {
                 let Some(peer) = peer else {
                     return "-".into();
                 };
                 if peer == c {
-                    return "1.00x".into();
+                    return "1.00x / 1.00x".into();
                 }
-                let mut ratios: Vec<f64> = (0..reps)
-                    .map(|r| runs[c][r].0.as_secs_f64() / runs[peer][r].0.as_secs_f64())
-                    .collect();
-                format!("{:.2}x", median(&mut ratios))
+                let ratio = |f: fn(&(Duration, Duration)) -> Duration| {
+                    let mut v: Vec<f64> = (0..reps)
+                        .map(|r| f(&runs[c][r]).as_secs_f64() / f(&runs[peer][r]).as_secs_f64())
+                        .collect();
+                    median(&mut v)
+                };
+                format!("{:.2}x / {:.2}x", ratio(|r| r.0), ratio(|r| r.1))
             };
             println!(
                 "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} ({:.0}–{:.0}) | {} | {} |",
