@@ -295,7 +295,7 @@ fn main() {
         measure(&env, who, Shape::WholeWrite, &path(who));
     }
     println!(
-        "| shape | contender | MB/s | CPU µs/MB | time vs tokio (paired) | time vs std (paired) |"
+        "| shape | contender | MB/s | CPU µs/MB | wall / CPU vs tokio (paired) | wall / CPU vs std (paired) |"
     );
     println!("|---|---|---:|---:|---:|---:|");
     let shapes = SHAPES
