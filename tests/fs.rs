@@ -483,3 +483,45 @@ fn files_work_outside_any_runtime() {
         })
     });
 }
+
+/// Reads of a file evicted from the page cache go to the pool (with read-ahead), reads of cached parts
+/// are served on the spot (`RWF_NOWAIT`); mixed, they must still give every byte in order.
+/// Linux-only: `posix_fadvise(DONTNEED)` is how the test evicts the file, and the cached-read path is
+/// Linux's.
+#[cfg(target_os = "linux")]
+#[test]
+fn reads_of_an_uncached_file_mix_both_paths() {
+    use std::os::fd::AsRawFd;
+    on_both_flavors(TEST_LIMIT, || async {
+        let dir = TempDir::new("fs-cold");
+        let path = dir.join("cold");
+        let data = pattern(13, 8 << 20);
+        fs::write(&path, &data).await.unwrap();
+        let std = std::fs::File::open(&path).unwrap();
+        std.sync_all().unwrap();
+        // SAFETY: a plain advice call on a descriptor this test owns.
+        let rc = unsafe { libc::posix_fadvise(std.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(
+            rc,
+            0,
+            "posix_fadvise: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+        // Bring back one stretch in the middle, so the reader meets cached and uncached parts.
+        let mut middle = vec![0; 1 << 20];
+        (&std).seek(SeekFrom::Start(3 << 20)).unwrap();
+        (&std).read_exact(&mut middle).unwrap();
+
+        let mut file = File::open(&path).await.unwrap();
+        let mut got = Vec::with_capacity(data.len());
+        let mut piece = vec![0; 48 * 1024];
+        loop {
+            match file.read(&mut piece).await.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&piece[..n]),
+            }
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the bytes read differ from those written");
+    });
+}
