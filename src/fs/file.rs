@@ -59,7 +59,7 @@ enum Cached {
     /// This many bytes, now in the caller's buffer.
     Read(usize),
     /// Not in the page cache (or at the end of the file, or an error): the pool's read will tell.
-    NotCached,
+    Missing,
     /// The kernel or the file system has no `RWF_NOWAIT` reads: do not try again on this file.
     Unsupported,
 }
@@ -80,13 +80,13 @@ fn read_cached(file: &StdFile, dst: &mut [u8]) -> Cached {
         return Cached::Read(n as usize);
     }
     if n == 0 {
-        return Cached::NotCached;
+        return Cached::Missing;
     }
     match io::Error::last_os_error().raw_os_error() {
         // Before Linux 4.14 (RWF_NOWAIT), 4.6 (preadv2), or a file system that does not do it.
         Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Cached::Unsupported,
         // EAGAIN: not cached. Anything else (EINTR, EIO) the pool's read retries or reports.
-        _ => Cached::NotCached,
+        _ => Cached::Missing,
     }
 }
 
@@ -623,7 +623,7 @@ impl futures_io::AsyncRead for File {
                 match read_cached(std, dst) {
                     Cached::Read(n) => return Poll::Ready(Ok(n)),
                     Cached::Unsupported => inner.try_cached = false,
-                    Cached::NotCached => {}
+                    Cached::Missing => {}
                 }
             }
             let exact = dst.len().min(CHUNK_SIZE);

@@ -4,9 +4,10 @@
 //! A regular file is always "ready" to epoll and kqueue, and reading it can still block for a disk
 //! access, so readiness cannot drive files. Every call here runs the `std::fs` call on a pool thread and
 //! wakes the task when it is done, as `tokio::fs` and `async-fs` do. One call costs one hop to the pool
-//! and back (a few microseconds), so prefer few large operations to many small ones: [`read`] and
-//! [`write`] move a whole file in one hop, [`File`] moves up to [`CHUNK_SIZE`] per hop, and [`read_dir`]
-//! fetches [`READ_DIR_BATCH`] entries per hop.
+//! and back (a few microseconds), so prefer few large operations to many small ones: [`read()`] moves a
+//! whole file in one hop, [`write()`] and [`File`] move up to [`CHUNK_SIZE`] per hop, and [`read_dir`]
+//! fetches [`READ_DIR_BATCH`] entries per hop. On Linux, a [`File`] read of data already in the page
+//! cache needs no hop at all (`preadv2` with `RWF_NOWAIT`, on the caller's thread).
 //!
 //! Every error names the path involved (both paths for [`copy`], [`rename`] and [`hard_link`]) and keeps
 //! the OS error's [`ErrorKind`](io::ErrorKind); its [`source()`](std::error::Error::source) is the
