@@ -525,3 +525,44 @@ fn reads_of_an_uncached_file_mix_both_paths() {
         assert!(got == data, "the bytes read differ from those written");
     });
 }
+
+/// Cached reads never wait, so they spend the thread's I/O budget: a task reading a cached file end to
+/// end still lets the other tasks on its thread run. Linux-only: elsewhere every read goes to the pool
+/// (and waits for it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_reading_a_cached_file_lets_others_run() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    util::block_on(async {
+        let dir = TempDir::new("fs-coop");
+        let path = dir.join("cached");
+        fs::write(&path, pattern(17, 16 << 20)).await.unwrap();
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (ticks, done) = (ticks.clone(), done.clone());
+            evloop::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    evloop::task::yield_now().await;
+                }
+            })
+        };
+        let mut file = File::open(&path).await.unwrap();
+        let mut piece = vec![0; 4096];
+        file.read_exact(&mut piece).await.unwrap(); // the first read goes to the pool
+        let before = ticks.load(Ordering::Relaxed);
+        // To the last byte but not past it: the read that finds the end goes to the pool, and waiting
+        // for it would give the ticker a turn anyway.
+        for _ in 1..(16 << 20) / piece.len() {
+            file.read_exact(&mut piece).await.unwrap();
+        }
+        let during = ticks.load(Ordering::Relaxed) - before;
+        done.store(true, Ordering::Relaxed);
+        ticker.await.unwrap();
+        // 16 MiB in 4 KiB reads is about 4,000 reads; almost all are served from the read-ahead buffer
+        // or the page cache without waiting, so only the budget gives the ticker a turn.
+        assert!(during > 0, "the reader kept the thread for the whole file");
+    });
+}

@@ -620,6 +620,9 @@ impl futures_io::AsyncRead for File {
             let at_position = buf.rewind == 0;
             #[cfg(target_os = "linux")]
             if inner.try_cached && regular == Some(true) && at_position {
+                // A read that never waits spends the thread's I/O budget like a ready socket does, so
+                // a task reading a cached file end to end still lets the others run.
+                ready!(crate::coop::poll_proceed(cx));
                 match read_cached(std, dst) {
                     Cached::Read(n) => return Poll::Ready(Ok(n)),
                     Cached::Unsupported => inner.try_cached = false,
