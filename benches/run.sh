@@ -8,7 +8,8 @@
 #   benches/run.sh --check      for CI: checks this script's syntax and builds everything, runs nothing
 #   benches/run.sh --http --no-echo --no-micro   only the HTTP benchmark (about 5 minutes)
 #
-# Options: --write / --no-write (BENCHMARKS.md), --no-micro, --no-echo, --no-install, --reps N, --secs S,
+# Options: --write / --no-write (BENCHMARKS.md), --no-micro (also skips benches/process.rs and fs.rs),
+#          --no-echo, --no-install, --reps N, --secs S,
 #          --http (also the HTTP benchmark: hyper on evloop against hyper on tokio, driven by wrk; its
 #          tables are printed and saved as http.md, BENCHMARKS.md's "HTTP" section is written by hand),
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
@@ -347,6 +348,20 @@ if ((MICRO)) && [ -f benches/process.rs ]; then
     fi
 fi
 
+# --- Files: evloop::fs against tokio::fs and std::fs (benches/fs.rs prints its own table) -------------
+FS_TABLE=""
+if ((MICRO)) && [ -f benches/fs.rs ]; then
+    echo "== files (benches/fs.rs)"
+    FS_EXE=$(bench_exe fs || true)
+    if [ -x "$FS_EXE" ]; then
+        fs_args=(); ((QUICK)) && fs_args=(--reps 1 --mib 64)
+        timeout 600 "$FS_EXE" "${fs_args[@]}" >"$OUT/fs.txt" 2>>"$LOG" || echo "run.sh: fs failed (see $LOG)"
+        FS_TABLE=$OUT/fs.txt
+    else
+        echo "run.sh: benches/fs.rs does not build: skipped" | tee -a "$LOG"
+    fi
+fi
+
 # --- Report -------------------------------------------------------------------------------------------
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 MACHINE="$(nproc) cores, ${CPU:-unknown CPU}, Linux $(uname -r), load average $load at the start"
@@ -372,5 +387,9 @@ fi
 if [ -n "$HTTP_TABLE" ]; then
     echo "## HTTP (this run; raw results: $HTTP_RESULTS)"
     cat "$HTTP_TABLE"
+fi
+if [ -n "$FS_TABLE" ]; then
+    echo "## Files (this run)"
+    cat "$FS_TABLE"
 fi
 echo "== total $(($(date +%s) - START)) s; raw results: $RESULTS"

@@ -67,6 +67,7 @@
 //! | timing wheel; `sleep`, `interval`, `timeout`; either flavor's timer store | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs`, `src/time/driver.rs` |
 //! | `Async<T>` for any file descriptor | `src/io.rs` |
 //! | `spawn_blocking` | `src/blocking.rs` |
+//! | files and directories on the blocking pool: `fs::File`, `OpenOptions`, `read_dir`, `read`, `write`, ... | `src/fs/{mod,file,open_options,read_dir}.rs` |
 //! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
 //! | the libevent-style callback API | `src/event/` |
 //! | signals | `src/signal.rs` |
@@ -80,6 +81,7 @@ pub mod blocking;
 mod coop;
 pub mod event;
 mod executor;
+pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 #[cfg(loom)]
