@@ -137,7 +137,6 @@ pub(crate) fn scale(o: &Opts, addr: SocketAddr, pid: Option<u32>) -> io::Result<
     let close_secs = t2.elapsed().as_secs_f64();
 
     let mut r = Report::new(o, "scale");
-    r.put("conns", n);
     r.put("connect_per_s", format!("{:.0}", n as f64 / connect_secs));
     r.put(
         "accept_cpu_us",
