@@ -245,6 +245,11 @@ if ((SCALE)); then
     echo "== kernel: fs.nr_open=$nr_open fs.file-max=$(cat /proc/sys/fs/file-max) somaxconn=$somaxconn ports $plo-$phi"
     ((nr_open >= need)) || { echo "run.sh: fs.nr_open ($nr_open) < $need: sysctl -w fs.nr_open=$need for the run" >&2; exit 1; }
     ((phi - plo > 20000)) || { echo "run.sh: fewer than 20,000 ephemeral ports: widen net.ipv4.ip_local_port_range" >&2; exit 1; }
+    # Raising the hard limit needs CAP_SYS_RESOURCE, which root in a container may lack.
+    if (($(ulimit -Hn) < need)) && ! prlimit --pid $$ --nofile="$need:$need" 2>/dev/null; then
+        echo "run.sh: cannot raise RLIMIT_NOFILE to $need (hard limit $(ulimit -Hn); raising it needs CAP_SYS_RESOURCE): lower SCALE_CONNS below $(($(ulimit -Hn) - 2000))" >&2
+        exit 1
+    fi
     SPID="" NET=$(( (RANDOM % 200) + 1 ))
     trap 'if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi' EXIT
     RESULTS="$OUT/results.txt"; : >"$RESULTS"
