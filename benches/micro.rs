@@ -515,6 +515,13 @@ struct Options {
     filters: Vec<String>,
     /// Only contenders whose name contains this (e.g. `evloop`, for profiling).
     runtime: Option<String>,
+    /// `--exact`: the filters and `--runtime` must equal the names, not be contained in them.
+    exact: bool,
+    /// `--iters N`: run each selected contender once for exactly `N` operations, no calibration and no
+    /// table (for counting instructions under callgrind: `benches/run.sh --instructions`).
+    iters: Option<u64>,
+    /// `--list-runtimes`: print the contenders' names of the selected benchmarks, one a line.
+    list_runtimes: bool,
 }
 
 fn options() -> Options {
@@ -523,6 +530,9 @@ fn options() -> Options {
         round_time: Duration::from_millis(100),
         filters: Vec::new(),
         runtime: None,
+        exact: false,
+        iters: None,
+        list_runtimes: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -541,8 +551,20 @@ fn options() -> Options {
                     .expect("--rounds takes a positive number");
             }
             "--runtime" => opts.runtime = Some(args.next().expect("--runtime takes a name")),
+            "--exact" => opts.exact = true,
+            "--list-runtimes" => opts.list_runtimes = true,
+            "--iters" => {
+                opts.iters = Some(
+                    args.next()
+                        .and_then(|r| r.parse().ok())
+                        .expect("--iters takes a number"),
+                )
+            }
             "--help" | "-h" => {
-                println!("usage: micro [--quick] [--rounds N] [--runtime NAME] [FILTER...]");
+                println!(
+                    "usage: micro [--quick] [--rounds N] [--runtime NAME] [--exact] [--iters N] \
+                     [--list-runtimes] [FILTER...]"
+                );
                 for b in benches() {
                     println!("  {}", b.name);
                 }
@@ -589,7 +611,7 @@ struct Row {
 fn run_bench(b: &Bench, opts: &Options) -> Vec<Row> {
     let mut contenders = (b.make)();
     if let Some(only) = &opts.runtime {
-        contenders.retain(|c| c.name.contains(only.as_str()));
+        contenders.retain(|c| matches(opts.exact, c.name, only));
     }
     let iters: Vec<u64> = contenders
         .iter_mut()
@@ -622,12 +644,21 @@ fn run_bench(b: &Bench, opts: &Options) -> Vec<Row> {
         .collect()
 }
 
+/// Whether `name` is selected by `filter` (equal with `--exact`, else contained).
+fn matches(exact: bool, name: &str, filter: &str) -> bool {
+    if exact {
+        name == filter
+    } else {
+        name.contains(filter)
+    }
+}
+
 fn main() {
     let opts = options();
     let selected: Vec<Bench> = benches()
         .into_iter()
         .filter(|b| {
-            opts.filters.is_empty() || opts.filters.iter().any(|f| b.name.contains(f.as_str()))
+            opts.filters.is_empty() || opts.filters.iter().any(|f| matches(opts.exact, b.name, f))
         })
         .collect();
     assert!(
@@ -635,6 +666,24 @@ fn main() {
         "no benchmark matches {:?}; try --help",
         opts.filters
     );
+    if opts.list_runtimes || opts.iters.is_some() {
+        for b in &selected {
+            let mut contenders = (b.make)();
+            if let Some(only) = &opts.runtime {
+                contenders.retain(|c| matches(opts.exact, c.name, only));
+            }
+            for c in &mut contenders {
+                match opts.iters {
+                    None => println!("{}", c.name),
+                    Some(n) => {
+                        let took = (c.run)(n);
+                        eprintln!("{} / {}: {n} operations in {took:?}", b.name, c.name);
+                    }
+                }
+            }
+        }
+        return;
+    }
     eprintln!(
         "{} round(s) of >= {:?} per runtime, alternating; ns per operation",
         opts.rounds, opts.round_time

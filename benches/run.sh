@@ -7,6 +7,8 @@
 #   benches/run.sh --quick      smoke run (about 2 minutes); prints the tables, leaves BENCHMARKS.md alone
 #   benches/run.sh --check      for CI: checks this script's syntax and builds everything, runs nothing
 #   benches/run.sh --http --no-echo --no-micro   only the HTTP benchmark (about 5 minutes)
+#   benches/run.sh --instructions  user-space instructions per round trip (callgrind), servers and micro
+#   benches/run.sh --scale      C100K: 1,000 / 10,000 / 100,000 connections per server (as root)
 #
 # Options: --write / --no-write (BENCHMARKS.md), --no-micro (also skips benches/process.rs and fs.rs),
 #          --no-echo, --no-install, --reps N, --secs S,
@@ -20,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 CHECK=0 WRITE="" MICRO=1 ECHO_SUITE=1 HTTP=0 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
+QUICK=0 CHECK=0 INSTRUCTIONS=0 SCALE=0 WRITE="" MICRO=1 ECHO_SUITE=1 HTTP=0 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
 # Multi-threaded servers are not pinned: pinned to one core, their second worker would only take turns
 # with the first. Unpinned, they share core 1 with the load generator (the report says so).
 UNPINNED="evloop-async-mt tokio-mt"
@@ -29,6 +31,8 @@ while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
         --check) CHECK=1 ;;
+        --instructions) INSTRUCTIONS=1 ;;
+        --scale) SCALE=1 ;;
         --write) WRITE=1 ;;
         --no-write) WRITE=0 ;;
         --no-micro) MICRO=0 ;;
@@ -40,7 +44,7 @@ while (($#)); do
         --servers) ONLY_SERVERS=$2; shift ;;
         --scenarios) ONLY_SCENARIOS=$2; shift ;;
         --unpinned) UNPINNED=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -158,6 +162,134 @@ SCENARIOS=(
     "fair|--type fair --conns 100 --size 64"
     "idle|--type idle --conns $IDLE_CONNS"
 )
+
+# --- Instructions (--instructions) ------------------------------------------------------------------
+# Each server runs pinned to core 0 under callgrind, twice: for RTS_SHORT and for RTS_LONG round trips
+# of 64 B ping-pong from the load generator (`--rts`, core 1), then gets SIGTERM, which makes callgrind
+# write its totals. (long - short) / (RTS_LONG - RTS_SHORT) is the user-space cost of a round trip with
+# startup, accepting, the wait probe and shutdown cancelled out. Same for the microbenchmarks
+# (`micro --iters N`, one case and one runtime per process). Instruction counts do not depend on the
+# machine's load, but wrap the script in `flock` where others benchmark too (it shares their cores).
+# Connection counts: INSTR_CONNS="50 1000" in the environment.
+if ((INSTRUCTIONS)); then
+    command -v valgrind >/dev/null || { echo "run.sh: --instructions needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+    OUT="$TARGET/bench-results/instr-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$OUT"
+    RTS_SHORT=${RTS_SHORT:-10000} RTS_LONG=${RTS_LONG:-60000}
+    INSTR_CONNS=${INSTR_CONNS:-"50 1000"}
+    SPID=""
+    trap 'if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi' EXIT
+    callgrind_total() { grep -E '^(summary|totals):' "$1" | tail -1 | awk '{print $2}'; }
+    instr_run() { # label conns rts -> prints the server's instruction total
+        local label=$1 conns=$2 rts=$3 port cmd f
+        port=$((7400 + RANDOM % 900))
+        while "$ECHO" wait --addr "127.0.0.1:$port" --timeout 0 2>/dev/null; do port=$((port + 1)); done
+        f="$OUT/cg-$label-$conns-$rts.out"
+        read -r -a cmd <<<"$(server_cmd "$label")"
+        taskset -c 0 valgrind -q --tool=callgrind --callgrind-out-file="$f" "${cmd[@]}" \
+            --addr "127.0.0.1:$port" >>"$OUT/server-$label.log" 2>&1 &
+        SPID=$!
+        "$ECHO" wait --addr "127.0.0.1:$port" --timeout 60 2>>"$OUT/run.log" || { echo "$label did not start" >&2; return 1; }
+        taskset -c 1 "$ECHO" client --addr "127.0.0.1:$port" --server-pid "$SPID" --label "$label" \
+            --type pp --size 64 --conns "$conns" --rts "$rts" >>"$OUT/client.log" 2>>"$OUT/run.log" ||
+            { echo "$label: client failed (see $OUT/run.log)" >&2; kill "$SPID"; wait "$SPID"; SPID=""; return 1; }
+        kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=""
+        callgrind_total "$f"
+    }
+    echo "== instructions per round trip: ($RTS_LONG - $RTS_SHORT round trips), servers: ${SERVERS[*]}"
+    TABLE="$OUT/instructions.md"
+    {
+        echo "| server | $(for c in $INSTR_CONNS; do printf '%s conns | ' "$c"; done | sed 's/ | $//') |"
+        echo "|---|$(for _ in $INSTR_CONNS; do printf -- '---:|'; done)"
+    } >"$TABLE"
+    for s in "${SERVERS[@]}"; do
+        row="| $s |"
+        for c in $INSTR_CONNS; do
+            a=$(instr_run "$s" "$c" "$RTS_SHORT") && b=$(instr_run "$s" "$c" "$RTS_LONG") &&
+                v=$(awk -v a="$a" -v b="$b" -v n=$((RTS_LONG - RTS_SHORT)) 'BEGIN{printf "%.0f", (b-a)/n}') ||
+                v="failed"
+            echo "   $s, $c conns: $v instructions per round trip (totals $a, $b)"
+            row="$row $v |"
+        done
+        echo "$row" >>"$TABLE"
+    done
+    if ((MICRO)); then
+        cargo bench --bench micro --no-run 2>/dev/null
+        MICRO_EXE=$(bench_exe micro)
+        ITERS_SHORT=${ITERS_SHORT:-2000} ITERS_LONG=${ITERS_LONG:-22000}
+        echo >>"$TABLE"
+        echo "| microbenchmark | runtime | instructions per operation |" >>"$TABLE"
+        echo "|---|---|---:|" >>"$TABLE"
+        for case in "spawn+join" "yield" "timer arm+cancel, 0 pending" "ping-pong (round trip)"; do
+            while IFS= read -r rt; do
+                t=()
+                for n in "$ITERS_SHORT" "$ITERS_LONG"; do
+                    f="$OUT/cg-micro-${rt//[^a-z]/_}-$n.out"
+                    taskset -c 0 valgrind -q --tool=callgrind --callgrind-out-file="$f" \
+                        "$MICRO_EXE" --iters "$n" --runtime "$rt" --exact "$case" >/dev/null 2>>"$OUT/run.log"
+                    t+=("$(callgrind_total "$f")")
+                done
+                v=$(awk -v a="${t[0]}" -v b="${t[1]}" -v n=$((ITERS_LONG - ITERS_SHORT)) 'BEGIN{printf "%.0f", (b-a)/n}')
+                echo "   $case, $rt: $v instructions per operation"
+                echo "| $case | $rt | $v |" >>"$TABLE"
+            done < <("$MICRO_EXE" --list-runtimes --exact "$case" 2>/dev/null)
+        done
+    fi
+    echo
+    echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), command: $COMMAND_LINE"
+    cat "$TABLE"
+    exit 0
+fi
+
+# --- C100K (--scale) ----------------------------------------------------------------------------------
+# For each connection count (SCALE_CONNS="1000 10000 100000") and server (SCALE_SERVERS), a fresh server
+# under `prlimit --nofile` (pinned to core 0 unless multi-threaded) and the `scale` client on core 1 in
+# a process of its own (see benches/echo/client/scale.rs for what it measures). No sysctl is changed:
+# the run checks that the kernel's limits suffice and stops if they do not.
+if ((SCALE)); then
+    OUT="$TARGET/bench-results/scale-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$OUT"
+    SCALE_CONNS=${SCALE_CONNS:-"1000 10000 100000"}
+    SCALE_SERVERS=${SCALE_SERVERS:-"evloop-async evloop-async-mt evloop-callback tokio-ct libevent"}
+    max=0; for n in $SCALE_CONNS; do ((n > max)) && max=$n; done
+    need=$((max + 2000))
+    nr_open=$(cat /proc/sys/fs/nr_open) somaxconn=$(cat /proc/sys/net/core/somaxconn)
+    read -r plo phi </proc/sys/net/ipv4/ip_local_port_range
+    echo "== kernel: fs.nr_open=$nr_open fs.file-max=$(cat /proc/sys/fs/file-max) somaxconn=$somaxconn ports $plo-$phi"
+    ((nr_open >= need)) || { echo "run.sh: fs.nr_open ($nr_open) < $need: sysctl -w fs.nr_open=$need for the run" >&2; exit 1; }
+    ((phi - plo > 20000)) || { echo "run.sh: fewer than 20,000 ephemeral ports: widen net.ipv4.ip_local_port_range" >&2; exit 1; }
+    # Raising the hard limit needs CAP_SYS_RESOURCE, which root in a container may lack.
+    if (($(ulimit -Hn) < need)) && ! prlimit --pid $$ --nofile="$need:$need" 2>/dev/null; then
+        echo "run.sh: cannot raise RLIMIT_NOFILE to $need (hard limit $(ulimit -Hn); raising it needs CAP_SYS_RESOURCE): lower SCALE_CONNS below $(($(ulimit -Hn) - 2000))" >&2
+        exit 1
+    fi
+    SPID="" NET=$(( (RANDOM % 200) + 1 ))
+    trap 'if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi' EXIT
+    RESULTS="$OUT/results.txt"; : >"$RESULTS"
+    for n in $SCALE_CONNS; do
+        for s in $SCALE_SERVERS; do
+            port=$((7400 + RANDOM % 900))
+            while "$ECHO" wait --addr "127.0.0.1:$port" --timeout 0 2>/dev/null; do port=$((port + 1)); done
+            read -r -a cmd <<<"$(server_cmd "$s")"
+            pin=(taskset -c 0); [[ " $UNPINNED " == *" $s "* ]] && pin=()
+            prlimit --nofile=$need:$need "${pin[@]}" "${cmd[@]}" --addr "127.0.0.1:$port" >>"$OUT/server-$s.log" 2>&1 &
+            SPID=$!
+            "$ECHO" wait --addr "127.0.0.1:$port" --timeout 10 2>>"$OUT/run.log" || { echo "$s did not start" >&2; continue; }
+            NET=$((NET % 250 + 1))  # fresh source addresses: the last run's ports are in TIME_WAIT
+            active=$((n < 1000 ? n : 1000))
+            if ! timeout 300 taskset -c 1 "$ECHO" client --type scale --addr "127.0.0.1:$port" --server-pid "$SPID" \
+                --label "$s" --conns "$n" --active "$active" --secs "${SECS:-3}" --src-net "$NET" \
+                >"$OUT/last.txt" 2>>"$OUT/run.log"; then
+                echo "   $s, $n connections: client failed (see $OUT/run.log)"
+            fi
+            grep '^RESULT' "$OUT/last.txt" >>"$RESULTS" || true
+            sed -n 's/^  /   /p' "$OUT/last.txt"
+            kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=""
+        done
+    done
+    echo "== results: $RESULTS (measured $(date -u '+%Y-%m-%d %H:%M UTC') at $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    exit 0
+fi
 
 # --- Running ----------------------------------------------------------------------------------------
 OUT="$TARGET/bench-results/$(date +%Y%m%d-%H%M%S)"

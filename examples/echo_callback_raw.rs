@@ -59,20 +59,27 @@ fn serve(base: &BaseHandle, stream: TcpStream, idle: Option<Duration>) -> io::Re
     Ok(())
 }
 
+thread_local! {
+    /// One read buffer for all connections: zeroed once, not 16 KiB of `memset` on every read.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; 16 * 1024].into_boxed_slice());
+}
+
 /// Reads what is there (level-triggered: one read per wake-up) and echoes it.
 fn on_read(conn: &Rc<RefCell<Conn>>, what: Flags) {
-    let mut buf = [0u8; 16 * 1024];
     let res = if what.contains(Flags::TIMEOUT) {
         Ok(0)
     } else {
-        (&conn.borrow().stream).read(&mut buf)
+        READ_BUF.with_borrow_mut(|buf| {
+            let res = (&conn.borrow().stream).read(buf);
+            if let Ok(n) = res {
+                conn.borrow_mut().pending.extend_from_slice(&buf[..n]);
+            }
+            res
+        })
     };
     match res {
         Ok(0) => close(conn), // EOF or idle
-        Ok(n) => {
-            conn.borrow_mut().pending.extend_from_slice(&buf[..n]);
-            flush(conn);
-        }
+        Ok(_) => flush(conn),
         Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
         Err(_) => close(conn),
     }

@@ -356,6 +356,7 @@ struct Waiters {
 }
 
 impl Waiters {
+    #[inline]
     fn add(&mut self, dir: Direction, waker: &Waker) {
         let Some(first) = &self.first[dir as usize] else {
             self.first[dir as usize] = Some(waker.clone());
@@ -370,22 +371,53 @@ impl Waiters {
         }
     }
 
-    fn take_into(&mut self, dir: Direction, out: &mut Vec<Waker>) {
-        out.extend(self.first[dir as usize].take());
+    /// Moves the waiters of the directions that `bits` (readiness state bits) make worth trying into
+    /// `out`. One pass for both directions: most events carry both (an edge-triggered socket reports
+    /// `EPOLLOUT` again with every `EPOLLIN`), and usually no one waits to write.
+    #[inline]
+    fn take_ready(&mut self, bits: usize, out: &mut Vec<Waker>) {
+        let read = bits & Direction::Read.mask() != 0;
+        let write = bits & Direction::Write.mask() != 0;
+        if read {
+            if let Some(w) = self.first[Direction::Read as usize].take() {
+                out.push(w);
+            }
+        }
+        if write {
+            if let Some(w) = self.first[Direction::Write as usize].take() {
+                out.push(w);
+            }
+        }
         if let Some(rest) = &mut self.rest {
-            let mut i = 0;
-            while i < rest.len() {
-                if rest[i].0 == dir {
-                    out.push(rest.swap_remove(i).1);
-                } else {
-                    i += 1;
-                }
+            Self::take_rest(rest, read, write, out);
+        }
+    }
+
+    /// The rare part of `take_ready`: further waiters of the same directions.
+    #[cold]
+    fn take_rest(
+        rest: &mut Vec<(Direction, Waker)>,
+        read: bool,
+        write: bool,
+        out: &mut Vec<Waker>,
+    ) {
+        let mut i = 0;
+        while i < rest.len() {
+            let take = match rest[i].0 {
+                Direction::Read => read,
+                Direction::Write => write,
+            };
+            if take {
+                out.push(rest.swap_remove(i).1);
+            } else {
+                i += 1;
             }
         }
     }
 }
 
 impl Source {
+    #[inline]
     fn set_readiness(&self, bits: usize, tick: usize, wakers: &mut Vec<Waker>) {
         let tick_bits = (tick << TICK_SHIFT) & !BITS_MASK;
         let mut cur = self.state.load(Ordering::Acquire);
@@ -399,13 +431,7 @@ impl Source {
                 Err(actual) => cur = actual,
             }
         }
-        let mut waiters = lock(&self.wakers);
-        if bits & Direction::Read.mask() != 0 {
-            waiters.take_into(Direction::Read, wakers);
-        }
-        if bits & Direction::Write.mask() != 0 {
-            waiters.take_into(Direction::Write, wakers);
-        }
+        lock(&self.wakers).take_ready(bits, wakers);
     }
 
     /// Ready if the last event for `dir` has not been cleared; otherwise stores the waker.
@@ -413,6 +439,7 @@ impl Source {
     /// A ready source spends one unit of the thread's cooperative budget (`coop.rs`): once in a while
     /// it returns `Pending` with the task already woken, so that one busy connection cannot starve the
     /// rest of the thread.
+    #[inline]
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         let state = self.state.load(Ordering::Acquire);
         if state & dir.mask() != 0 {
@@ -422,6 +449,14 @@ impl Source {
                 state,
             });
         }
+        self.poll_wait(dir, cx)
+    }
+
+    /// The not-ready half of `poll_ready`: stores the waker, then looks again. Out of line, so that
+    /// the ready half (one load and the budget) inlines into every I/O operation without the register
+    /// saves that the lock and the waker clone need.
+    #[inline(never)]
+    fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         lock(&self.wakers).add(dir, cx.waker());
         // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
         // event can never slip between the first check and the store.
@@ -436,6 +471,7 @@ impl Source {
     }
 
     /// Forgets the readiness observed in `ev`, unless a newer poll has refreshed it meanwhile.
+    #[inline]
     pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
         let clear = ev.direction.clearable();
         let mut cur = self.state.load(Ordering::Acquire);
@@ -478,6 +514,7 @@ impl Source {
     /// Like `poll_io` for a byte-stream read or write of `len` bytes: a transfer shorter than asked
     /// proves the socket drained (or its buffer full), so readiness is cleared without the extra syscall
     /// that would return `EAGAIN`. Only valid for stream sockets and pipes.
+    #[inline]
     pub(crate) fn poll_stream_io(
         &self,
         dir: Direction,

@@ -12,6 +12,8 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+mod scale;
+
 use crate::measure::{clock_ticks_per_sec, cpu_ticks, fd_count, status_kb, SyscallCounter};
 use crate::report::Report;
 use crate::Opts;
@@ -163,6 +165,10 @@ struct Client {
     lat: Vec<u32>,
     /// Ping-pong round trips completed.
     rts: u64,
+    /// Ping-pong messages started.
+    started: u64,
+    /// `--rts N`: no message is started once `N` have been (a fixed amount of work, for callgrind).
+    limit: Option<u64>,
     /// Bytes echoed back on stream and hog connections.
     stream_bytes: u64,
     /// Bytes written and not yet echoed, over all connections.
@@ -171,6 +177,26 @@ struct Client {
 }
 
 impl Client {
+    fn new(poll: Poll, conns: Vec<Conn>, size: u64, open_loop: Option<OpenLoop>) -> Client {
+        Client {
+            poll,
+            conns,
+            pat: Client::pattern(),
+            scratch: vec![0u8; MAX_IO],
+            size,
+            open_loop,
+            draining: false,
+            recording: false,
+            lat: Vec::with_capacity(1 << 20),
+            rts: 0,
+            started: 0,
+            limit: None,
+            stream_bytes: 0,
+            outstanding: 0,
+            errors: 0,
+        }
+    }
+
     fn pattern() -> Vec<u8> {
         let mut x: u32 = 0x9E37_79B9;
         let mut pat: Vec<u8> = (0..PLEN)
@@ -200,6 +226,12 @@ impl Client {
         let c = &mut self.conns[i];
         c.target = c.sent + self.size;
         c.started = at;
+        self.started += 1;
+    }
+
+    /// Whether `--rts N` messages have been started already.
+    fn at_limit(&self) -> bool {
+        self.limit.is_some_and(|n| self.started >= n)
     }
 
     fn pump_write(&mut self, i: usize) {
@@ -273,13 +305,14 @@ impl Client {
     /// A ping-pong message came back whole: record it and start the next one.
     fn complete(&mut self, i: usize) {
         let now = Instant::now();
+        let stop = self.draining || self.at_limit();
         let c = &mut self.conns[i];
         if self.recording {
             self.lat
                 .push((now - c.started).as_nanos().min(u32::MAX as u128) as u32);
         }
         self.rts += 1;
-        if self.draining {
+        if stop {
             return;
         }
         match &mut self.open_loop {
@@ -310,7 +343,7 @@ impl Client {
             return;
         }
         for i in 0..self.conns.len() {
-            if matches!(self.conns[i].role, Role::PingPong) {
+            if matches!(self.conns[i].role, Role::PingPong) && !self.at_limit() {
                 self.start_msg(i, now);
             }
             self.pump_write(i);
@@ -421,6 +454,9 @@ pub(crate) fn client(o: &Opts) -> io::Result<()> {
     if kind == "idle" {
         return idle(o, addr, pid);
     }
+    if kind == "scale" {
+        return scale::scale(o, addr, pid);
+    }
     let conns = o.num("conns", 50.0) as usize;
     let size = o.num("size", 64.0) as u64;
     let warmup = Duration::from_secs_f64(o.num("warmup", 0.5));
@@ -484,22 +520,11 @@ pub(crate) fn client(o: &Opts) -> io::Result<()> {
             })
         })
         .transpose()?;
-    let mut c = Client {
-        poll,
-        conns: list,
-        pat: Client::pattern(),
-        scratch: vec![0u8; MAX_IO],
-        size,
-        open_loop,
-        draining: false,
-        recording: false,
-        lat: Vec::with_capacity(1 << 20),
-        rts: 0,
-        stream_bytes: 0,
-        outstanding: 0,
-        errors: 0,
-    };
+    let mut c = Client::new(poll, list, size, open_loop);
 
+    if let Some(n) = o.0.get("rts").and_then(|v| v.parse::<u64>().ok()) {
+        return fixed_round_trips(o, &mut c, &kind, n);
+    }
     c.start_all();
     c.run(Instant::now() + warmup, false)?;
     let mut strace = None;
@@ -575,6 +600,36 @@ pub(crate) fn client(o: &Opts) -> io::Result<()> {
     if let Some(pid) = pid {
         r.put("peak_rss_kb", status_kb(pid, "VmHWM:")?);
     }
+    r.put("errors", c.errors);
+    r.print();
+    Ok(())
+}
+
+/// `--rts N`: exactly `N` ping-pong round trips over the connections, no warm-up and no clock: the
+/// amount of work is fixed, so a server counted by callgrind can be divided by it (benches/run.sh
+/// `--instructions` runs two counts and takes the difference, which cancels startup and accepting).
+fn fixed_round_trips(o: &Opts, c: &mut Client, kind: &str, n: u64) -> io::Result<()> {
+    if kind != "pp" {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "--rts works with --type pp only",
+        ));
+    }
+    c.limit = Some(n);
+    let t0 = Instant::now();
+    c.start_all();
+    c.run(t0 + Duration::from_secs(900), true)?;
+    if c.rts != n || c.outstanding != 0 {
+        return Err(io::Error::other(format!(
+            "{} of {n} round trips completed within 900 s",
+            c.rts
+        )));
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut r = Report::new(o, kind);
+    r.put("rt", c.rts);
+    r.put("secs", format!("{elapsed:.3}"));
+    r.put("rt_per_s", format!("{:.0}", c.rts as f64 / elapsed));
     r.put("errors", c.errors);
     r.print();
     Ok(())

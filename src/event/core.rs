@@ -16,6 +16,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,29 @@ use crate::signal;
 
 /// A callback as stored in a slot.
 pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
+
+/// Hashes the fd map's keys: a file descriptor is a small integer the kernel hands out, not input an
+/// attacker picks, so SipHash's flood resistance buys nothing, and it cost more than the rest of the
+/// lookup on every event. Multiplying by 2^64/phi spreads consecutive fds over the table's buckets and
+/// the high bits that hashbrown uses for its control bytes.
+#[derive(Default)]
+pub(super) struct FdHasher(u64);
+
+impl Hasher for FdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, fd: i32) {
+        self.0 = u64::from(fd as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Names one event slot: the slab index and the generation it was allocated with, so that a stale id
 /// (of a freed event whose slot was reused) is never taken for the new event.
@@ -80,7 +104,7 @@ pub(crate) struct BaseInner {
     slots: RefCell<Slab<Slot>>,
     /// Source of slot and fd-entry generations.
     next_gen: Cell<u64>,
-    pub(super) fds: RefCell<HashMap<RawFd, FdEntry>>,
+    pub(super) fds: RefCell<HashMap<RawFd, FdEntry, BuildHasherDefault<FdHasher>>>,
     /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
     active: RefCell<Vec<VecDeque<SlotId>>>,
     /// How many ids the active queues hold.
@@ -113,7 +137,7 @@ impl BaseInner {
             shared,
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(1),
-            fds: RefCell::new(HashMap::new()),
+            fds: RefCell::new(HashMap::default()),
             active: RefCell::new((0..priorities.max(1)).map(|_| VecDeque::new()).collect()),
             n_active: Cell::new(0),
             n_pending: Cell::new(0),

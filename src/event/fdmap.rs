@@ -92,18 +92,28 @@ impl BaseInner {
     }
 
     pub(super) fn process_fd(&self, fd: RawFd, gen: u64) {
-        let (source, interest, waker, users) = {
+        // The users are copied out (activating a one-shot event detaches it from this entry); up to
+        // `INLINE_USERS` of them without allocating, which covers a READ and a WRITE event on one fd.
+        const INLINE_USERS: usize = 2;
+        let mut inline = [None; INLINE_USERS];
+        let mut spilled = Vec::new();
+        let (source, interest, waker) = {
             let fds = self.fds.borrow();
             match fds.get(&fd) {
-                Some(e) if e.gen == gen => (
-                    e.source.clone(),
-                    e.interest,
-                    e.waker.clone(),
-                    e.users.clone(),
-                ),
+                Some(e) if e.gen == gen => {
+                    if e.users.len() <= INLINE_USERS {
+                        for (slot, user) in inline.iter_mut().zip(&e.users) {
+                            *slot = Some(*user);
+                        }
+                    } else {
+                        spilled = e.users.clone();
+                    }
+                    (e.source.clone(), e.interest, e.waker.clone())
+                }
                 _ => return,
             }
         };
+        let users = inline.into_iter().flatten().chain(spilled);
         let mut cx = Context::from_waker(&waker);
         let mut fired = Flags::empty();
         let mut again = false;
