@@ -92,4 +92,3 @@ impl From<JoinError> for std::io::Error {
         std::io::Error::other(e)
     }
 }
-

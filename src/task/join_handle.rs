@@ -230,7 +230,13 @@ impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        poll(self.get_mut().state.get_mut().unwrap_or_else(|e| e.into_inner()), cx)
+        poll(
+            self.get_mut()
+                .state
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner()),
+            cx,
+        )
     }
 }
 
