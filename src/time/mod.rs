@@ -5,12 +5,16 @@
 //! precision, so on an idle runtime a sleep ends a few tens of microseconds after its deadline, never
 //! before it.
 
+pub(crate) mod clock;
 pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
 pub(crate) mod wheel;
 
+pub use clock::now;
+#[cfg(feature = "test-util")]
+pub use clock::{advance, pause, resume};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};
