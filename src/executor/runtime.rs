@@ -189,6 +189,8 @@ impl Runtime {
     /// # Caveats
     /// On a current-thread runtime the time between two `block_on` calls counts too, as time the
     /// reactor went unpolled.
+    ///
+    /// It is measured in real time, also while the clock is paused (feature `test-util`).
     pub fn max_poll_gap(&self) -> std::time::Duration {
         match &self.flavor {
             Flavor::CurrentThread(core) => core.shared.reactor.max_poll_gap(),

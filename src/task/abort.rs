@@ -125,9 +125,12 @@ impl AbortFlag {
         self.is_aborted()
     }
 
-    pub(super) fn set_finished(&self) {
+    /// Marks the task's future gone; `stored_waker` says whether `store_waker` was called.
+    pub(super) fn set_finished(&self, stored_waker: bool) {
         self.finished.store(true, Ordering::Release);
         // The waker holds the task: let it go with the future.
-        drop(self.waker.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if stored_waker {
+            drop(self.waker.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
     }
 }

@@ -92,8 +92,6 @@ pin_project_lite::pin_project! {
         #[pin]
         future: F,
         notify: Notifier,
-        // The task's waker has been stored in the flag.
-        waiting: bool,
     }
 }
 
@@ -103,11 +101,13 @@ struct Notifier {
     ready: Arc<Ready>,
     slot: usize,
     seq: u64,
+    /// The task's waker has been stored in the flag (to be released with the future).
+    waiting: bool,
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        self.flag.set_finished();
+        self.flag.set_finished(self.waiting);
         let mut q = self.ready.lock();
         q.done.push_back((self.slot, self.seq));
         let waker = q.waker.take();
@@ -130,8 +130,8 @@ impl<F: Future> Future for Member<F> {
             Poll::Ready(out) => Poll::Ready(Some(out)),
             Poll::Pending => {
                 // Stored once, at the first wait: a task done at its first poll never locks the flag.
-                if !*this.waiting {
-                    *this.waiting = true;
+                if !this.notify.waiting {
+                    this.notify.waiting = true;
                     if this.notify.flag.store_waker(cx.waker()) {
                         return Poll::Ready(None);
                     }
@@ -172,7 +172,7 @@ impl<T: 'static> JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
-        self.insert(future, |member| crate::spawn(member))
+        self.insert(future, crate::spawn)
     }
 
     /// Spawns a task that need not be `Send` on the current thread (as
@@ -184,7 +184,7 @@ impl<T: 'static> JoinSet<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        self.insert(future, |member| crate::spawn_local(member))
+        self.insert(future, crate::spawn_local)
     }
 
     fn insert<F: Future<Output = T>>(
@@ -203,8 +203,8 @@ impl<T: 'static> JoinSet<T> {
                 ready: self.ready.clone(),
                 slot,
                 seq,
+                waiting: false,
             },
-            waiting: false,
         };
         // If `spawn` panics (no runtime), the dropped member pushes a `seq` no entry has: harmless.
         let handle = spawn(member);

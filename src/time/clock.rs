@@ -220,9 +220,22 @@ mod paused {
     /// Pauses the current runtime's clock: from now on time moves only by [`advance`], or, when every
     /// task is idle and only timers are pending, by jumping straight to the next deadline.
     ///
-    /// The runtime must be a current-thread one (as in tokio). Under [`evloop::block_on`](crate::block_on)
-    /// the clock is real again when the call returns; a [`Runtime`](crate::Runtime) of your own stays
-    /// paused across its `block_on` calls. See the module doc of `src/time/clock.rs` for the details.
+    /// While paused, every evloop timer follows the virtual clock: `sleep`, `sleep_until`, `interval`,
+    /// `timeout`, and the callback API's event and buffer-event timeouts. When no task can run and only
+    /// timers are pending, the clock jumps to the earliest deadline, so timers fire in deadline order at
+    /// once; the reactor is still polled (without blocking) before each jump, so I/O readiness wakes
+    /// tasks as usual. A task waiting on another thread (`spawn_blocking`, a channel fed by a thread)
+    /// does not hold the clock back: give such waits no competing timer, or `resume` around them.
+    ///
+    /// # Flavors
+    /// Current-thread runtimes only ([`evloop::block_on`](crate::block_on), [`Runtime::new`](crate::Runtime::new),
+    /// `Builder::new_current_thread()`), as in tokio. Under `evloop::block_on` the clock is real again
+    /// when the call returns; a `Runtime` of your own stays paused across its `block_on` calls.
+    ///
+    /// # `max_poll_gap`
+    /// [`Runtime::max_poll_gap`](crate::Runtime::max_poll_gap) keeps measuring real time: a jump of the
+    /// virtual clock is not a gap, and a paused runtime polls its reactor at least as often as a
+    /// running one, so paused time leaves it as it would be.
     ///
     /// # Panics
     /// Panics outside a current-thread runtime, and if the clock is already paused.

@@ -4,6 +4,9 @@
 //! arming and cancelling are O(1), and the poller waits until the earliest deadline with sub-millisecond
 //! precision, so on an idle runtime a sleep ends a few tens of microseconds after its deadline, never
 //! before it.
+//!
+//! Deadlines are computed from [`now`], the runtime's clock: `Instant::now()`, or, with the `test-util`
+//! feature, a virtual clock once `pause()` has been called (see `pause`, and `src/time/clock.rs`).
 
 pub(crate) mod clock;
 pub(crate) mod driver;
