@@ -367,3 +367,15 @@ fn callback_timer_events_follow_the_virtual_clock() {
         assert!(wall.elapsed() < Duration::from_secs(1));
     });
 }
+
+#[test]
+fn auto_advance_waits_for_a_blocking_job() {
+    let res = paused(|| async {
+        let job = evloop::spawn_blocking(|| {
+            std::thread::sleep(30 * MS);
+            7
+        });
+        timeout(Duration::from_secs(1), job).await
+    });
+    assert_eq!(res.unwrap().unwrap(), 7);
+}

@@ -13,6 +13,9 @@
 //!    no timer): I/O readiness still wakes tasks while paused;
 //! 3. if the loop was about to sleep and still nothing is runnable, jump the clock to the earliest
 //!    deadline and fire it (auto-advance). Timers thus fire in deadline order, at once in real time.
+//!    While a `spawn_blocking` job spawned under paused time runs, the loop waits in the poller
+//!    instead (10 ms at a time, woken by the job's result), as tokio's auto-advance does; the job
+//!    releases its hold on its pool thread only after its awaiter has been woken (`blocking.rs`).
 //!
 //! While paused, virtual instants sit on the timer wheel's 1 µs grid (the paused instant is rounded
 //! down to it), so a jump lands exactly on a whole-µs deadline and `now()` after a tick reads the
@@ -60,6 +63,8 @@ pub fn now() -> Instant {
 mod paused {
     use std::cell::{Cell, RefCell};
     use std::io;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::task::Waker;
     use std::time::{Duration, Instant};
 
@@ -74,6 +79,34 @@ mod paused {
     pub(crate) struct Clock {
         /// `None`: the real clock (never paused).
         state: Cell<Option<Virtual>>,
+        /// Blocking-pool jobs spawned while paused that have not finished: auto-advance waits for
+        /// them (as tokio's does), since their results may arrive before the next deadline.
+        holds: Arc<AtomicUsize>,
+    }
+
+    /// How long a paused runtime with nothing to run waits in the poller for a blocking job before
+    /// looking again (the job's result wakes it sooner).
+    const HOLD_WAIT: Duration = Duration::from_millis(10);
+
+    /// Keeps a paused runtime from auto-advancing while a blocking job runs; see `blocking.rs`.
+    #[derive(Debug)]
+    pub(crate) struct AutoAdvanceHold(Arc<AtomicUsize>);
+
+    impl Drop for AutoAdvanceHold {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A hold on the current runtime's auto-advance, if its clock is paused.
+    pub(crate) fn hold_auto_advance() -> Option<AutoAdvanceHold> {
+        with_core(|core| {
+            let clock = &core?.clock;
+            clock.is_paused().then(|| {
+                clock.holds.fetch_add(1, Ordering::SeqCst);
+                AutoAdvanceHold(clock.holds.clone())
+            })
+        })
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -173,8 +206,16 @@ mod paused {
             let idle = block && !fired && !has_work();
             let next = wheel.borrow().next_deadline();
             if self.is_paused() {
-                reactor.poll(idle && next.is_none(), TimerStore::NoTimers)?;
-                if let Some(next) = next.filter(|_| idle && !has_work()) {
+                let held = || self.holds.load(Ordering::SeqCst) > 0;
+                match next {
+                    None => reactor.poll(idle, TimerStore::NoTimers)?,
+                    Some(_) if idle && held() => {
+                        reactor.poll_at_most(true, Some(HOLD_WAIT), TimerStore::NoTimers)?
+                    }
+                    Some(_) => reactor.poll(false, TimerStore::NoTimers)?,
+                };
+                // `held` before `has_work`: a job releases its hold only after waking its awaiter.
+                if let Some(next) = next.filter(|_| idle && !held() && !has_work()) {
                     self.jump_to(next);
                     fire_due(wheel, self.now());
                 }
@@ -224,8 +265,9 @@ mod paused {
     /// `timeout`, and the callback API's event and buffer-event timeouts. When no task can run and only
     /// timers are pending, the clock jumps to the earliest deadline, so timers fire in deadline order at
     /// once; the reactor is still polled (without blocking) before each jump, so I/O readiness wakes
-    /// tasks as usual. A task waiting on another thread (`spawn_blocking`, a channel fed by a thread)
-    /// does not hold the clock back: give such waits no competing timer, or `resume` around them.
+    /// tasks as usual. A [`spawn_blocking`](crate::spawn_blocking) job spawned while paused holds the
+    /// clock back until it has finished (as in tokio); other work on other threads (a channel fed by a
+    /// thread) does not: give such waits no competing timer, or `resume` around them.
     ///
     /// # Flavors
     /// Current-thread runtimes only ([`evloop::block_on`](crate::block_on), [`Runtime::new`](crate::Runtime::new),
