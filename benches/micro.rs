@@ -60,6 +60,16 @@ fn benches() -> Vec<Bench> {
             make: spawn_join,
         },
         Bench {
+            name: "JoinSet spawn+join_next (per task)",
+            target: None,
+            make: join_set,
+        },
+        Bench {
+            name: "mt: JoinSet spawn+join_next (per task)",
+            target: None,
+            make: mt_join_set,
+        },
+        Bench {
             name: "yield",
             target: Some(30.0),
             make: yield_now,
@@ -205,6 +215,68 @@ fn spawn_join() -> Vec<Contender> {
         }));
     }
     out
+}
+
+// ---- JoinSet (issue #14): spawn tasks into a set in batches of `JOIN_SET_BATCH`, then take every
+// outcome with `join_next`; the figure is per task. Target: below tokio's `JoinSet` in the same run.
+
+const JOIN_SET_BATCH: u64 = 100;
+
+/// Spawns `n` trivial tasks into `$set` (`JoinSet::new()` of either runtime), a batch at a time,
+/// joining each batch fully.
+macro_rules! join_set_n {
+    ($set:expr, $n:expr) => {{
+        let mut set = $set;
+        let mut left = $n;
+        while left > 0 {
+            let batch = left.min(JOIN_SET_BATCH);
+            for i in 0..batch {
+                set.spawn(async move { black_box(i) });
+            }
+            while let Some(res) = set.join_next().await {
+                black_box(res.unwrap());
+            }
+            left -= batch;
+        }
+    }};
+}
+
+fn join_set() -> Vec<Contender> {
+    let rt = evloop_rt();
+    let mut out = vec![Contender::new("evloop", move |n| {
+        rt.block_on(timed(async {
+            join_set_n!(evloop::task::JoinSet::new(), n)
+        }))
+    })];
+    for (name, drivers) in TOKIO {
+        let tk = tokio_rt(drivers);
+        out.push(Contender::new(name, move |n| {
+            tk.block_on(timed(async { join_set_n!(tokio::task::JoinSet::new(), n) }))
+        }));
+    }
+    out
+}
+
+/// As the other `mt:` shapes, the set lives in a task (on a worker), not in `block_on`.
+fn mt_join_set() -> Vec<Contender> {
+    let rt = evloop_mt(2);
+    let tk = tokio_mt(2);
+    vec![
+        Contender::new("evloop mt", move |n| {
+            rt.block_on(timed(async move {
+                evloop::spawn(async move { join_set_n!(evloop::task::JoinSet::new(), n) })
+                    .await
+                    .unwrap()
+            }))
+        }),
+        Contender::new("tokio mt", move |n| {
+            tk.block_on(timed(async move {
+                tokio::spawn(async move { join_set_n!(tokio::task::JoinSet::new(), n) })
+                    .await
+                    .unwrap()
+            }))
+        }),
+    ]
 }
 
 // ---- yield: one spawned task calls yield_now n times.

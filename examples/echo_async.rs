@@ -1,36 +1,69 @@
-//! The echo server written as async tasks: one spawned task per connection, TCP_NODELAY on each.
+//! The echo server written as async tasks: one task per connection in a `JoinSet`, TCP_NODELAY on
+//! each. On Ctrl-C it stops accepting, gives the open connections a grace period to finish, then
+//! aborts the rest.
 //!
 //! ```text
-//! cargo run --release --example echo_async -- [--addr 127.0.0.1:7000] [--idle-timeout-ms 0] [--threads 0]
+//! cargo run --release --example echo_async -- [--addr 127.0.0.1:7000] [--idle-timeout-ms 0] [--threads 0] [--grace-ms 5000]
 //! ```
 //!
 //! `--idle-timeout-ms N` closes a connection that sends nothing for N ms (0, the default: never).
 //! `--threads N` runs on a multi-thread runtime with N workers (0, the default: `evloop::block_on`).
+//! `--grace-ms N`: after Ctrl-C, how long open connections may go on before they are aborted
+//! (default 5000).
 //! Load it with `cargo run --release --example echo_client`.
 
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use evloop::net::{TcpListener, TcpStream};
+use evloop::task::JoinSet;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 /// Each connection's buffer; a read that fills less of it tells the reactor the socket is drained.
 const BUF_SIZE: usize = 16 * 1024;
 
 fn main() -> io::Result<()> {
-    let (addr, idle, threads) = parse_args()?;
+    let (addr, idle, threads, grace) = parse_args()?;
     let server = async move {
         let listener = TcpListener::bind(addr.as_str()).await?;
         println!("echo_async listening on {}", listener.local_addr()?);
+        let mut conns = JoinSet::new();
+        let mut ctrl_c = pin!(evloop::signal::ctrl_c());
         loop {
-            match listener.accept().await {
-                Ok((stream, _peer)) => {
-                    evloop::spawn(serve(stream, idle));
+            let mut accept = pin!(listener.accept());
+            let next = poll_fn(|cx| {
+                if let Poll::Ready(res) = ctrl_c.as_mut().poll(cx) {
+                    return Poll::Ready(Err(res));
+                }
+                // Take the outcomes of connections that ended, so the set holds only open ones.
+                while let Poll::Ready(Some(_)) = conns.poll_join_next(cx) {}
+                accept.as_mut().poll(cx).map(Ok)
+            })
+            .await;
+            match next {
+                Ok(Ok((stream, _peer))) => {
+                    conns.spawn(serve(stream, idle));
                 }
                 // E.g. out of descriptors: reported once; the next accept waits until one is free.
-                Err(e) => eprintln!("accept: {e}"),
+                Ok(Err(e)) => eprintln!("accept: {e}"),
+                Err(stop) => {
+                    stop?;
+                    break;
+                }
             }
         }
+        drop(listener); // stop accepting: new connections are refused from here on
+        let open = conns.len();
+        println!("echo_async: Ctrl-C, {open} open connection(s), {grace:?} grace");
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if evloop::time::timeout(grace, drain).await.is_err() {
+            println!("echo_async: aborting {} connection(s)", conns.len());
+            conns.shutdown().await;
+        }
+        Ok(())
     };
     match threads {
         0 => evloop::block_on(server),
@@ -77,11 +110,12 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usiz
     stream.read(buf).await
 }
 
-/// `--addr HOST:PORT`, `--idle-timeout-ms N` and `--threads N`, parsed by hand.
-fn parse_args() -> io::Result<(String, Option<Duration>, usize)> {
+/// `--addr HOST:PORT`, `--idle-timeout-ms N`, `--threads N` and `--grace-ms N`, parsed by hand.
+fn parse_args() -> io::Result<(String, Option<Duration>, usize, Duration)> {
     let mut addr = "127.0.0.1:7000".to_string();
     let mut idle = None;
     let mut threads = 0;
+    let mut grace = Duration::from_millis(5000);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -100,15 +134,21 @@ fn parse_args() -> io::Result<(String, Option<Duration>, usize)> {
                     .parse()
                     .map_err(|_| usage("--threads takes a number"))?;
             }
+            "--grace-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|_| usage("--grace-ms takes a number"))?;
+                grace = Duration::from_millis(ms);
+            }
             _ => return Err(usage(&format!("unknown flag {flag}"))),
         }
     }
-    Ok((addr, idle, threads))
+    Ok((addr, idle, threads, grace))
 }
 
 fn usage(problem: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N] [--threads N]"),
+        format!("{problem}\nusage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N] [--threads N] [--grace-ms N]"),
     )
 }

@@ -34,12 +34,39 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    // Spawned under paused time, the job holds the runtime's auto-advance until its result is out.
+    #[cfg(feature = "test-util")]
+    let hold = crate::time::clock::hold_auto_advance();
     let (runnable, task) = async_task::Builder::new()
         .metadata(TaskMeta::Blocking)
         .propagate_panic(true)
-        .spawn(move |_| async move { f() }, |r| POOL.schedule(r));
+        .spawn(
+            move |_| async move {
+                let out = f();
+                #[cfg(feature = "test-util")]
+                release_after_run(hold);
+                out
+            },
+            |r| POOL.schedule(r),
+        );
     runnable.schedule();
     JoinHandle::new(task.fallible())
+}
+
+#[cfg(feature = "test-util")]
+thread_local! {
+    /// Holds of jobs this pool thread has just run, released once the job's awaiter has been woken:
+    /// dropped in the future they would be released before, and the paused runtime could jump its
+    /// clock in between.
+    static RELEASE: std::cell::RefCell<Vec<crate::time::clock::AutoAdvanceHold>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(feature = "test-util")]
+fn release_after_run(hold: Option<crate::time::clock::AutoAdvanceHold>) {
+    if let Some(hold) = hold {
+        RELEASE.with(|r| r.borrow_mut().push(hold));
+    }
 }
 
 static POOL: Pool = Pool {
@@ -90,6 +117,8 @@ impl Pool {
                 drop(state);
                 // The job catches its own panic (`propagate_panic`), so it cannot unwind out of here.
                 job.run();
+                #[cfg(feature = "test-util")]
+                RELEASE.with(|r| r.borrow_mut().clear());
                 state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }

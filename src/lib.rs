@@ -63,8 +63,9 @@
 //! | `block_on`, `spawn`, `Runtime` and its `Builder`, the thread-local context | `src/executor/{mod,runtime,context}.rs` |
 //! | the current-thread run loop | `src/executor/current.rs` |
 //! | the multi-thread runtime: design, workers and work stealing, sleeping workers, shutdown | `src/executor/{multi,worker,idle,sync}.rs` |
-//! | `JoinHandle`, `JoinError`, `yield_now` | `src/task.rs` |
+//! | `JoinHandle`, `JoinError`, `AbortHandle`, `JoinSet`, `yield_now` | `src/task/{join_handle,error,abort,join_set,yield_now}.rs` |
 //! | timing wheel; `sleep`, `interval`, `timeout`; either flavor's timer store | `src/time/wheel.rs`, `src/time/{sleep,interval,timeout}.rs`, `src/time/driver.rs` |
+//! | the runtime clock [`time::now`]; paused time (feature `test-util`) | `src/time/clock.rs` |
 //! | `Async<T>` for any file descriptor | `src/io.rs` |
 //! | `spawn_blocking` | `src/blocking.rs` |
 //! | files and directories on the blocking pool: `fs::File`, `OpenOptions`, `read_dir`, `read`, `write`, ... | `src/fs/{mod,file,open_options,read_dir}.rs` |

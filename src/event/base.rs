@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::core::BaseInner;
 use super::inbox::Shared;
@@ -356,7 +356,7 @@ impl<'a> Dispatcher<'a> {
     fn new(base: &'a BaseHandle, mode: Mode) -> Self {
         Dispatcher {
             base,
-            sleep: crate::time::sleep_until(Instant::now()),
+            sleep: crate::time::sleep_until(crate::time::now()),
             mode,
             ran: 0,
             round: None,
@@ -472,7 +472,9 @@ impl BaseInner {
         with_core(|core| {
             if let Some(core) = core {
                 // A failed non-blocking poll loses nothing: the runtime polls again when it parks.
-                let _ = self.reactor.poll(false, &core.timers);
+                let _ = self
+                    .reactor
+                    .poll(false, crate::time::driver::local_store(core));
             }
         });
     }

@@ -202,7 +202,7 @@ impl BufferEvent {
             }
         };
         let shared = base.0.shared.clone();
-        let now = Instant::now();
+        let now = crate::time::now();
         let inner = Rc::new(Inner {
             base,
             id: Cell::new(Some(id)),
@@ -295,7 +295,7 @@ impl BufferEvent {
             .enabled
             .set(before | (what & (Flags::READ | Flags::WRITE)));
         if what.contains(Flags::READ) && !before.contains(Flags::READ) {
-            inner.last_read.set(Instant::now());
+            inner.last_read.set(crate::time::now());
             inner.arm_read_timer();
         }
         inner.kick();
@@ -333,7 +333,7 @@ impl BufferEvent {
     pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
         let inner = &self.0;
         inner.timeouts.set((read, write));
-        let now = Instant::now();
+        let now = crate::time::now();
         inner.last_read.set(now);
         inner.last_write.set(now);
         inner.arm_read_timer();

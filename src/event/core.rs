@@ -304,7 +304,7 @@ impl BaseInner {
     }
 
     fn arm_timer(&self, id: SlotId, d: Duration) {
-        let deadline = crate::time::deadline_after(Instant::now(), d);
+        let deadline = crate::time::deadline_after(crate::time::now(), d);
         let old = self.with_slot(id, |s| {
             let new = self.timer_insert(deadline, Token::Slot(id, Flags::TIMEOUT));
             s.timer.replace(new)
@@ -345,7 +345,9 @@ impl BaseInner {
             return;
         }
         let mut due = Vec::new();
-        self.timers.borrow_mut().pop_due(Instant::now(), &mut due);
+        self.timers
+            .borrow_mut()
+            .pop_due(crate::time::now(), &mut due);
         for token in due {
             match token {
                 Token::Exit => {
@@ -574,7 +576,7 @@ impl BaseInner {
                 if let Some(old) = self.exit_timer.take() {
                     self.timer_remove(old);
                 }
-                let deadline = crate::time::deadline_after(Instant::now(), d);
+                let deadline = crate::time::deadline_after(crate::time::now(), d);
                 self.exit_timer
                     .set(Some(self.timer_insert(deadline, Token::Exit)));
             }

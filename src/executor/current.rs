@@ -53,6 +53,9 @@ pub(crate) struct Core {
     main_waker: Waker,
     /// The `block_on` future was woken from this thread (no atomics needed for that case).
     main_woken_here: Cell<bool>,
+    /// Real until paused; then the loop polls through it (`time/clock.rs`).
+    #[cfg(feature = "test-util")]
+    pub(crate) clock: crate::time::clock::Clock,
 }
 
 /// The part of a runtime that wakers on any thread reach.
@@ -104,6 +107,8 @@ impl Core {
             live_tasks: Cell::new(0),
             main_waker,
             main_woken_here: Cell::new(false),
+            #[cfg(feature = "test-util")]
+            clock: Default::default(),
         }))
     }
 
@@ -231,7 +236,21 @@ impl Core {
 
     fn poll_reactor(&self, block: bool) {
         self.apply_remote_timer_ops();
-        match self.shared.reactor.poll(block, &self.timers) {
+        #[cfg(feature = "test-util")]
+        let polled = if self.clock.is_virtual() {
+            let has_work = || {
+                !self.queue.borrow().is_empty()
+                    || self.main_woken()
+                    || self.shared.injected.load(Ordering::SeqCst)
+            };
+            self.clock
+                .poll(&self.shared.reactor, &self.timers, block, has_work)
+        } else {
+            self.shared.reactor.poll(block, &self.timers)
+        };
+        #[cfg(not(feature = "test-util"))]
+        let polled = self.shared.reactor.poll(block, &self.timers);
+        match polled {
             Ok(now) => self.now.set(now),
             // The poller fails only on programming errors (EBADF, EFAULT, EINVAL); there is no one to
             // report to, and spinning on it would burn the CPU.

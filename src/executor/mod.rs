@@ -108,6 +108,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 if self.0.task_count() > 0 {
                     self.0.cancel_all();
                 }
+                // A clock paused in this call does not leak into the next one.
+                #[cfg(feature = "test-util")]
+                self.0.reset_clock();
             }
         }
         let _cancel = CancelLeftovers(rt);

@@ -82,6 +82,9 @@ impl Runtime {
     pub fn builder() -> Builder {
         Builder {
             worker_threads: None,
+            current_thread: false,
+            #[cfg(feature = "test-util")]
+            start_paused: false,
         }
     }
 
@@ -148,6 +151,14 @@ impl Runtime {
         }
     }
 
+    /// Puts a current-thread runtime's clock back on real time (after `evloop::block_on`).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn reset_clock(&self) {
+        if let Flavor::CurrentThread(core) = &self.flavor {
+            core.clock.reset();
+        }
+    }
+
     /// Drops every unfinished task of a current-thread runtime (their destructors run here).
     pub(crate) fn cancel_all(&self) {
         if let Flavor::CurrentThread(core) = &self.flavor {
@@ -178,6 +189,8 @@ impl Runtime {
     /// # Caveats
     /// On a current-thread runtime the time between two `block_on` calls counts too, as time the
     /// reactor went unpolled.
+    ///
+    /// It is measured in real time, also while the clock is paused (feature `test-util`).
     pub fn max_poll_gap(&self) -> std::time::Duration {
         match &self.flavor {
             Flavor::CurrentThread(core) => core.shared.reactor.max_poll_gap(),
@@ -214,15 +227,49 @@ impl fmt::Debug for Runtime {
     }
 }
 
-/// Configures a multi-thread [`Runtime`]; made by [`Runtime::builder`].
+/// Configures a [`Runtime`]: a multi-thread one from [`Runtime::builder`], a current-thread one from
+/// [`Builder::new_current_thread`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
     /// `None`: one worker per CPU.
     worker_threads: Option<usize>,
+    /// Build a current-thread runtime (`worker_threads` is then ignored).
+    current_thread: bool,
+    /// Pause the clock of the new runtime (current-thread only).
+    #[cfg(feature = "test-util")]
+    start_paused: bool,
 }
 
 impl Builder {
+    /// A builder for a current-thread runtime, as [`Runtime::new`] makes (the name is tokio's).
+    pub fn new_current_thread() -> Builder {
+        Builder {
+            current_thread: true,
+            ..Runtime::builder()
+        }
+    }
+
+    /// Starts the runtime with its clock paused, as if [`time::pause`](crate::time::pause) were the
+    /// first thing its first `block_on` did. Current-thread runtimes only (as in tokio).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = evloop::Builder::new_current_thread().start_paused(true).build()?;
+    /// rt.block_on(async {
+    ///     let start = evloop::time::now();
+    ///     evloop::time::sleep(Duration::from_secs(86_400)).await;
+    ///     assert_eq!(evloop::time::now() - start, Duration::from_secs(86_400));
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, paused: bool) -> Builder {
+        self.start_paused = paused;
+        self
+    }
+
     /// How many worker threads run tasks. Defaults to the number of CPUs
     /// (`std::thread::available_parallelism`).
     ///
@@ -234,11 +281,31 @@ impl Builder {
         self
     }
 
-    /// Starts the worker threads.
+    /// Makes the runtime; a multi-thread one starts its worker threads.
     ///
     /// # Errors
-    /// Fails when the OS refuses the poller or a thread.
+    /// Fails when the OS refuses the poller or a thread, and when `start_paused(true)` was asked of a
+    /// multi-thread builder.
     pub fn build(&self) -> io::Result<Runtime> {
+        if self.current_thread {
+            let core = Core::new()?;
+            #[cfg(feature = "test-util")]
+            if self.start_paused {
+                let now = core.clock.pause(core.timers.borrow().origin());
+                core.now.set(now);
+            }
+            return Ok(Runtime {
+                flavor: Flavor::CurrentThread(core),
+                _not_send: std::marker::PhantomData,
+            });
+        }
+        #[cfg(feature = "test-util")]
+        if self.start_paused {
+            return Err(io::Error::other(
+                "evloop: start_paused(true) needs a current-thread runtime (paused time exists only \
+                 there, as in tokio): use `Builder::new_current_thread().start_paused(true)`",
+            ));
+        }
         let n = self
             .worker_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

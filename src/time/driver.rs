@@ -79,6 +79,7 @@ pub(crate) fn arm(deadline: Instant, waker: &Waker, what: &str) -> Option<TimerH
 /// `arm` off any current-thread runtime: on the multi-thread runtime of this thread, if any.
 #[cold]
 fn arm_multi(deadline: Instant, waker: &Waker, what: &str) -> Option<TimerHandle> {
+    // The real clock: a multi-thread runtime has no paused time (`clock.rs`).
     if deadline <= Instant::now() {
         return None;
     }
@@ -226,12 +227,26 @@ impl SharedTimers {
     }
 }
 
+/// The timers a poll of a current-thread runtime's reactor made from inside the loop (by the callback
+/// API's dispatcher) should process: none while the runtime's clock is virtual, whose poll step fires
+/// them by the virtual time.
+pub(crate) fn local_store(core: &Core) -> TimerStore<'_> {
+    #[cfg(feature = "test-util")]
+    if core.clock.is_virtual() {
+        return TimerStore::NoTimers;
+    }
+    TimerStore::Local(&core.timers)
+}
+
 /// The timers `Reactor::poll` processes and waits for: a current-thread runtime's own wheel, or a
 /// multi-thread runtime's shared one.
 #[derive(Clone, Copy)]
 pub(crate) enum TimerStore<'a> {
     Local(&'a RefCell<TimerWheel>),
     Shared(&'a SharedTimers),
+    /// No timers: the poll is for I/O only (a paused clock fires the timers itself, `clock.rs`).
+    #[cfg(feature = "test-util")]
+    NoTimers,
 }
 
 impl<'a> From<&'a RefCell<TimerWheel>> for TimerStore<'a> {
@@ -280,6 +295,8 @@ impl TimerStore<'_> {
                 }
                 (next, deadline)
             }
+            #[cfg(feature = "test-util")]
+            TimerStore::NoTimers => (None, wait(None, wakers)),
         }
     }
 
@@ -297,6 +314,8 @@ impl TimerStore<'_> {
                 g.waiting = None;
                 g.wheel.process(after, wakers);
             }
+            #[cfg(feature = "test-util")]
+            TimerStore::NoTimers => {}
         }
     }
 }

@@ -25,7 +25,7 @@ use super::sleep::{sleep_until, Sleep};
 /// });
 /// ```
 pub fn interval(period: Duration) -> Interval {
-    interval_at(Instant::now(), period)
+    interval_at(super::now(), period)
 }
 
 /// Ticks every `period`, the first tick at `start`.
@@ -83,7 +83,7 @@ impl Interval {
         std::task::ready!(Pin::new(&mut self.sleep).poll(cx));
         let scheduled = self.sleep.deadline();
         let on_time = deadline_after(scheduled, self.period);
-        let now = Instant::now();
+        let now = super::now();
         // A tick is missed when the one after it is already due; only then does the behaviour matter.
         let next = if now < on_time {
             on_time
@@ -123,8 +123,7 @@ impl Interval {
 
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
-        self.sleep
-            .reset(deadline_after(Instant::now(), self.period));
+        self.sleep.reset(deadline_after(super::now(), self.period));
     }
 }
 

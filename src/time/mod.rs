@@ -4,13 +4,20 @@
 //! arming and cancelling are O(1), and the poller waits until the earliest deadline with sub-millisecond
 //! precision, so on an idle runtime a sleep ends a few tens of microseconds after its deadline, never
 //! before it.
+//!
+//! Deadlines are computed from [`now`], the runtime's clock: `Instant::now()`, or, with the `test-util`
+//! feature, a virtual clock once `pause()` has been called (see `pause`, and `src/time/clock.rs`).
 
+pub(crate) mod clock;
 pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
 pub(crate) mod wheel;
 
+pub use clock::now;
+#[cfg(feature = "test-util")]
+pub use clock::{advance, pause, resume};
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};

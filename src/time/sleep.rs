@@ -25,7 +25,7 @@ use super::driver::{self, TimerHandle, Update};
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    let mut sleep = sleep_until(super::deadline_after(Instant::now(), duration));
+    let mut sleep = sleep_until(super::deadline_after(super::now(), duration));
     sleep.elapsed = duration.is_zero();
     sleep
 }
@@ -59,7 +59,7 @@ impl Sleep {
 
     /// True once the deadline has passed.
     pub fn is_elapsed(&self) -> bool {
-        Instant::now() >= self.deadline
+        super::now() >= self.deadline
     }
 
     /// Moves the deadline; works before and after the sleep completed, so one `Sleep` can serve many
@@ -90,7 +90,7 @@ impl Future for Sleep {
                 // years): ask the clock, on this rare path.
                 Update::Fired => {
                     self.timer = None;
-                    if self.deadline <= Instant::now() {
+                    if self.deadline <= super::now() {
                         self.elapsed = true;
                         return Poll::Ready(());
                     }

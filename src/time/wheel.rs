@@ -118,6 +118,12 @@ impl TimerWheel {
         }
     }
 
+    /// The instant of tick 0.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
     /// Arms a timer that fires at the first `process` whose `now` is at or after `deadline`. O(1).
     ///
     /// A deadline already passed fires at the next `process`; one beyond the wheel's range (about

@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use std::os::fd::IntoRawFd;
 
@@ -95,7 +94,7 @@ impl Inner {
                     self.next_read.set(MIN_READ);
                 }
                 if self.timeouts.get().0.is_some() {
-                    self.last_read.set(Instant::now());
+                    self.last_read.set(crate::time::now());
                 }
                 // Re-registers the waker, or says there is more to read.
                 let more = self.source.poll_ready(Direction::Read, &mut cx).is_ready();
@@ -125,7 +124,7 @@ impl Inner {
             return false;
         }
         if !self.write_waiting.replace(true) && self.timeouts.get().1.is_some() {
-            self.last_write.set(Instant::now());
+            self.last_write.set(crate::time::now());
         }
         let mut cx = Context::from_waker(&self.io_waker);
         let Poll::Ready(ev) = self.source.poll_ready(Direction::Write, &mut cx) else {
@@ -136,7 +135,7 @@ impl Inner {
         match res {
             Ok(_) => {
                 if self.timeouts.get().1.is_some() {
-                    self.last_write.set(Instant::now());
+                    self.last_write.set(crate::time::now());
                 }
                 let left = self.output.borrow().len();
                 let mut more = false;
@@ -245,7 +244,7 @@ impl Inner {
             }
             _ => false,
         };
-        let now = Instant::now();
+        let now = crate::time::now();
         if fired(&self.read_timer) {
             if let Some(d) = self.timeouts.get().0 {
                 if self.paused.get() {
