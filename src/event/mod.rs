@@ -71,7 +71,7 @@ mod listener;
 mod timers;
 
 pub use base::{BaseHandle, EventBase, ExitHandle};
-pub use buffer::Buffer;
+pub use buffer::{Buffer, Eol};
 pub use bufferevent::{BevFlags, BufferEvent};
 pub use event::{Event, EventCtx};
 pub use listener::Listener;
