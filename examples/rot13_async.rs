@@ -74,9 +74,9 @@ async fn run(addr: SocketAddr) -> io::Result<()> {
 /// Answers lines until the peer's EOF; the stream closes when it is dropped at the end.
 async fn serve(stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let (reader, writer) = stream.split();
-    let mut reader = BufReader::new(reader);
-    let mut writer = BufWriter::new(writer);
+    // `&TcpStream` reads and writes: one for the reader, one for the writer.
+    let mut reader = BufReader::new(&stream);
+    let mut writer = BufWriter::new(&stream);
     let mut line = Vec::new();
     loop {
         line.clear();
