@@ -66,6 +66,7 @@ where
 {
     let expect = expect.to_vec();
     let what = what.to_string();
+    util::build_examples(&SERVERS); // outside the time limit: the first build may take a while
     with_deadline(CASE_LIMIT, move || {
         let answers: Vec<(&str, Vec<u8>)> = SERVERS
             .iter()
@@ -162,6 +163,9 @@ fn a_one_mib_line_is_answered_in_pieces_as_it_arrives() {
     against_all("a 1 MiB line", &expect, move |server| {
         let mut s = std::net::TcpStream::connect(server.addr).unwrap();
         let mut reader = s.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let want_early = line.len() - (MAX_LINE - 1);
         let early = std::thread::spawn(move || {
             let mut got = vec![0; want_early];
@@ -282,6 +286,7 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
     /// Generous: the servers hold about 300 KiB for such a client.
     const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
     let line = b"Never read: the quick brown fox jumps over the lazy dog, again.\n";
+    util::build_examples(&SERVERS);
     for name in SERVERS {
         with_deadline(CASE_LIMIT, move || {
             let server = ExampleServer::start(name);

@@ -50,7 +50,7 @@
 //! | the inbox: tokens posted by wakers for the dispatcher | `inbox.rs` |
 //! | the base's timers (event timeouts, `loopexit` delays) | `timers.rs` |
 //! | [`Event`], [`EventCtx`] | `event.rs` |
-//! | [`Buffer`] | `buffer.rs` |
+//! | [`Buffer`], [`Eol`] | `buffer.rs` |
 //! | [`BufferEvent`] | `bufferevent.rs` |
 //! | [`Listener`] | `listener.rs` |
 //!

@@ -783,7 +783,8 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
 }
 
 /// An example server started as a program with `--addr 127.0.0.1:0`; its first line on stdout must
-/// end with the address it bound. Killed when dropped.
+/// end with the address it bound. Killed when dropped, and on Linux also when the thread that started
+/// it ends (so start it on the thread that uses it).
 pub struct ExampleServer {
     pub name: &'static str,
     pub addr: std::net::SocketAddr,
