@@ -176,6 +176,7 @@ fn flush(c: &mut Conn) {
     let pending = c.output.len() - c.sent;
     if pending == 0 {
         c.output.clear();
+        c.output.shrink_to(MAX_LINE); // an idle connection does not keep a burst's worth
         c.sent = 0;
         if c.eof {
             return close(c);
