@@ -733,15 +733,14 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
         .and_then(Path::parent)
         .expect("the test binary is in <profile>/deps");
     let profile = profile_dir.file_name().unwrap().to_str().unwrap();
+    // Cargo gives integration tests `<target dir>/tmp`; a directory between the target directory
+    // and the profile's is the `--target` triple's.
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target directory");
     let above = profile_dir.parent().expect("a target directory");
-    // Cargo marks the root of every target directory with CACHEDIR.TAG; a directory in between is
-    // the `--target` triple's.
-    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-        (above, None)
-    } else {
-        let triple = above.file_name().unwrap().to_str().unwrap();
-        (above.parent().expect("a target directory"), Some(triple))
-    };
+    let same = |a: &Path, b: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
+    let triple = (!same(above, target_dir)).then(|| above.file_name().unwrap().to_str().unwrap());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let missing: Vec<&str> = names
         .iter()
