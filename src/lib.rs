@@ -78,6 +78,11 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// The porting guide's Rust snippets are compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/from-libevent.md")]
+mod from_libevent_guide {}
+
 pub mod blocking;
 mod coop;
 pub mod event;

@@ -1,6 +1,6 @@
 //! `evloop::event::Buffer`: appends, drains, searches and line reads, across chunk boundaries.
 
-use evloop::event::Buffer;
+use evloop::event::{Buffer, Eol};
 
 /// A buffer holding `text` split across two chunks after its first `k` bytes: a filler fills the first
 /// chunk (4 KiB) up to `k` bytes before its end, then is drained away.
@@ -108,5 +108,91 @@ fn read_line_handles_lf_and_crlf() {
     b.append(b"\n\n");
     assert_eq!(b.read_line().as_deref(), Some(&b"three"[..]));
     assert_eq!(b.read_line().as_deref(), Some(&b""[..]));
+    assert!(b.is_empty());
+}
+
+#[test]
+fn eol_styles_find_their_terminators() {
+    // Every style on the same bytes, split across two chunks right inside the "\r\n".
+    let text = b"a\r\nb\nc\0d\r\r\n\ne";
+    let cases: [(Eol, Option<(usize, usize)>); 5] = [
+        (Eol::Lf, Some((2, 1))),
+        (Eol::CrLf, Some((1, 2))),
+        (Eol::CrLfStrict, Some((1, 2))),
+        (Eol::Nul, Some((6, 1))),
+        (Eol::Any, Some((1, 2))),
+    ];
+    for (eol, want) in cases {
+        let b = split_at(text, 2);
+        assert_eq!(b.search_eol(eol), want, "{eol:?}");
+    }
+    // The lines each style reads from the whole text.
+    let lines = |eol| {
+        let mut b = split_at(text, 2);
+        let mut got = Vec::new();
+        while let Some(line) = b.read_line_with(eol) {
+            got.push(String::from_utf8(line).unwrap());
+        }
+        (got, String::from_utf8(b.to_vec()).unwrap())
+    };
+    assert_eq!(
+        lines(Eol::Lf),
+        (
+            vec!["a\r".into(), "b".into(), "c\0d\r\r".into(), "".into()],
+            "e".into()
+        )
+    );
+    assert_eq!(
+        lines(Eol::CrLf),
+        (
+            vec!["a".into(), "b".into(), "c\0d\r".into(), "".into()],
+            "e".into()
+        )
+    );
+    assert_eq!(
+        lines(Eol::CrLfStrict),
+        (vec!["a".into(), "b\nc\0d\r".into()], "\ne".into())
+    );
+    assert_eq!(
+        lines(Eol::Nul),
+        (vec!["a\r\nb\nc".into()], "d\r\r\n\ne".into())
+    );
+    assert_eq!(
+        lines(Eol::Any),
+        (vec!["a".into(), "b".into(), "c\0d".into()], "e".into())
+    );
+}
+
+#[test]
+fn read_line_into_reuses_its_vec_and_remove_to_vec_appends() {
+    let mut b = Buffer::new();
+    let mut line = Vec::with_capacity(64);
+    let cap = line.capacity();
+    for i in 0..1000 {
+        b.append(format!("line {i}\n").as_bytes());
+        line.clear();
+        assert!(b.read_line_into(Eol::Lf, &mut line));
+        assert_eq!(line, format!("line {i}").as_bytes());
+    }
+    assert_eq!(line.capacity(), cap, "a reused Vec does not reallocate");
+    assert!(!b.read_line_into(Eol::Lf, &mut line), "nothing buffered");
+    b.append(b"no newline");
+    assert!(!b.read_line_into(Eol::Lf, &mut line));
+    assert_eq!(b.len(), 10, "an incomplete line stays buffered");
+    // A long line across many chunks, then a piece of a line with no terminator.
+    let long: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut b = Buffer::new();
+    for piece in long.chunks(3000) {
+        b.append(piece);
+    }
+    b.append(b"\nrest");
+    line.clear();
+    assert!(b.read_line_into(Eol::Lf, &mut line));
+    assert_eq!(line, long);
+    let mut out = b"x".to_vec();
+    assert_eq!(b.remove_to_vec(2, &mut out), 2);
+    assert_eq!(out, b"xre");
+    assert_eq!(b.remove_to_vec(100, &mut out), 2);
+    assert_eq!(out, b"xrest");
     assert!(b.is_empty());
 }

@@ -1,12 +1,13 @@
 //! `event::Buffer` against a `VecDeque<u8>` model: random sequences of append, drain, remove, copy_out,
-//! find, read_line, append_buffer (in both directions, with a second buffer that has its own history),
+//! find, read_line, the line readers of every `Eol` style (search_eol, read_line_with, read_line_into),
+//! remove_to_vec, append_buffer (in both directions, with a second buffer that has its own history),
 //! clear and len. After every step the two must agree on the length and on every byte, so a chunk
 //! boundary handled wrongly (a kept empty chunk, a copy into spare room, a find that runs across chunks)
 //! shows up as the shortest failing sequence proptest can shrink to.
 
 use std::collections::VecDeque;
 
-use evloop::event::Buffer;
+use evloop::event::{Buffer, Eol};
 use proptest::prelude::*;
 
 /// One operation on the pair (buffer, model). Sizes straddle the 4 KiB chunk and the 2 KiB copy
@@ -23,6 +24,10 @@ enum Op {
     FindPresent(u16, u8),
     FindAbsent(Vec<u8>),
     ReadLine,
+    /// `read_line_into` (into a non-empty Vec, which must only grow) or `read_line_with`, and
+    /// `search_eol` before it.
+    ReadLineWith(Eol, bool),
+    RemoveToVec(usize),
     /// Moves the other buffer into this one.
     AppendOther,
     /// Moves this buffer into the other one, then swaps roles back (so both directions are covered).
@@ -39,6 +44,7 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
             4 => prop::sample::select(b"abc".to_vec()),
             1 => Just(b'\n'),
             1 => Just(b'\r'),
+            1 => Just(0u8),
             1 => any::<u8>(),
         ],
         0..max,
@@ -55,11 +61,45 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u16>(), 1u8..40).prop_map(|(s, l)| Op::FindPresent(s, l)),
         1 => bytes(6).prop_map(Op::FindAbsent),
         2 => Just(Op::ReadLine),
+        3 => (eol(), any::<bool>()).prop_map(|(e, into)| Op::ReadLineWith(e, into)),
+        1 => (0usize..6000).prop_map(Op::RemoveToVec),
         2 => Just(Op::AppendOther),
         1 => Just(Op::AppendIntoOther),
         2 => (bytes(3000), 0usize..3000).prop_map(|(b, d)| Op::FeedOther(b, d)),
         1 => Just(Op::Clear),
     ]
+}
+
+fn eol() -> impl Strategy<Value = Eol> {
+    prop::sample::select(vec![
+        Eol::Any,
+        Eol::CrLf,
+        Eol::CrLfStrict,
+        Eol::Lf,
+        Eol::Nul,
+    ])
+}
+
+/// The terminator `Buffer::search_eol` must find: (start, length), written from the styles' definitions.
+fn model_search_eol(model: &VecDeque<u8>, eol: Eol) -> Option<(usize, usize)> {
+    let v: Vec<u8> = model.iter().copied().collect();
+    let crlf = |b: &u8| *b == b'\r' || *b == b'\n';
+    match eol {
+        Eol::Lf => v.iter().position(|&b| b == b'\n').map(|p| (p, 1)),
+        Eol::Nul => v.iter().position(|&b| b == 0).map(|p| (p, 1)),
+        Eol::CrLfStrict => v.windows(2).position(|w| w == b"\r\n").map(|p| (p, 2)),
+        Eol::CrLf => v.iter().position(|&b| b == b'\n').map(|p| {
+            if p > 0 && v[p - 1] == b'\r' {
+                (p - 1, 2)
+            } else {
+                (p, 1)
+            }
+        }),
+        Eol::Any => v
+            .iter()
+            .position(crlf)
+            .map(|p| (p, v[p..].iter().take_while(|b| crlf(b)).count())),
+    }
 }
 
 fn big(n: usize, seed: usize) -> Vec<u8> {
@@ -168,6 +208,34 @@ fn apply(
                 line
             });
             prop_assert_eq!(buf.read_line(), expect);
+        }
+        Op::ReadLineWith(eol, into) => {
+            let found = model_search_eol(model, *eol);
+            prop_assert_eq!(buf.search_eol(*eol), found, "search_eol {:?}", eol);
+            let expect = found.map(|(at, len)| {
+                let line = model_take(model, at);
+                model_take(model, len);
+                line
+            });
+            if *into {
+                let mut out = b"kept".to_vec();
+                let got = buf.read_line_into(*eol, &mut out);
+                prop_assert_eq!(got, expect.is_some());
+                prop_assert!(
+                    out.starts_with(b"kept"),
+                    "read_line_into replaced what out held"
+                );
+                prop_assert_eq!(&out[4..], expect.as_deref().unwrap_or_default());
+            } else {
+                prop_assert_eq!(buf.read_line_with(*eol), expect);
+            }
+        }
+        Op::RemoveToVec(n) => {
+            let mut out = vec![7u8];
+            let got = buf.remove_to_vec(*n, &mut out);
+            let expect = model_take(model, *n);
+            prop_assert_eq!(got, expect.len());
+            prop_assert_eq!(&out[1..], &expect[..]);
         }
         Op::AppendOther => {
             buf.append_buffer(other);

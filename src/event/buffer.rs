@@ -17,6 +17,24 @@ const COPY_BELOW: usize = 2048;
 /// Chunks written by one `writev`.
 const MAX_IOV: usize = 64;
 
+/// How a line ends, for [`Buffer::read_line_with`], [`Buffer::read_line_into`] and
+/// [`Buffer::search_eol`] (libevent's `enum evbuffer_eol_style`, `EVBUFFER_EOL_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Eol {
+    /// Any run of `\r` and `\n` bytes, however long (`EVBUFFER_EOL_ANY`). The run is cut where the
+    /// buffered bytes end, so a `\r\n` split across two reads can end one line and start an empty
+    /// one; prefer another style for network protocols.
+    Any,
+    /// `\n`, or `\r\n` (`EVBUFFER_EOL_CRLF`): what text protocols that prescribe CRLF should accept.
+    CrLf,
+    /// Exactly `\r\n` (`EVBUFFER_EOL_CRLF_STRICT`); a lone `\n` is part of the line.
+    CrLfStrict,
+    /// `\n` only (`EVBUFFER_EOL_LF`); a `\r` before it stays in the line.
+    Lf,
+    /// A NUL byte (`EVBUFFER_EOL_NUL`).
+    Nul,
+}
+
 /// A queue of bytes: data is appended at the back and drained from the front, in chunks, so that
 /// appending another buffer moves chunks instead of copying bytes.
 ///
@@ -221,16 +239,95 @@ impl Buffer {
     }
 
     /// Removes and returns the first line, without its terminator (`\n` or `\r\n`); `None` (and
-    /// nothing removed) if no complete line is buffered.
+    /// nothing removed) if no complete line is buffered. The same as
+    /// [`read_line_with(Eol::CrLf)`](Self::read_line_with).
     pub fn read_line(&mut self) -> Option<Vec<u8>> {
-        let nl = self.find(b"\n")?;
-        let mut line = vec![0; nl + 1];
-        self.remove(&mut line);
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
+        self.read_line_with(Eol::CrLf)
+    }
+
+    /// Removes and returns the first line ending as `eol` says, without its terminator; `None` (and
+    /// nothing removed) if no complete line is buffered (libevent's `evbuffer_readln`). Allocates the
+    /// returned `Vec`; [`read_line_into`](Self::read_line_into) reuses one instead.
+    ///
+    /// # Examples
+    /// ```
+    /// use evloop::event::{Buffer, Eol};
+    ///
+    /// let mut b = Buffer::new();
+    /// b.append(b"one\r\ntwo\nthree");
+    /// // `Lf` keeps the `\r`; `CrLf` would strip it.
+    /// assert_eq!(b.read_line_with(Eol::Lf).as_deref(), Some(&b"one\r"[..]));
+    /// assert_eq!(b.read_line_with(Eol::Lf).as_deref(), Some(&b"two"[..]));
+    /// assert_eq!(b.read_line_with(Eol::Lf), None); // "three" has no terminator yet
+    /// assert_eq!(b.len(), 5);
+    /// ```
+    pub fn read_line_with(&mut self, eol: Eol) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        self.read_line_into(eol, &mut line).then_some(line)
+    }
+
+    /// Moves the first line ending as `eol` says onto the end of `out`, without its terminator (which
+    /// is dropped), and returns true; returns false, and moves nothing, if no complete line is
+    /// buffered. With one `out` cleared and reused for every line, reading lines allocates nothing
+    /// once `out` has grown to the longest line.
+    pub fn read_line_into(&mut self, eol: Eol, out: &mut Vec<u8>) -> bool {
+        let Some((at, terminator)) = self.search_eol(eol) else {
+            return false;
+        };
+        self.remove_to_vec(at, out);
+        self.drain(terminator);
+        true
+    }
+
+    /// Where the first line terminator of style `eol` starts, and its length in bytes; `None` if the
+    /// buffer holds none (libevent's `evbuffer_search_eol`). The bytes before the terminator are the
+    /// line.
+    pub fn search_eol(&self, eol: Eol) -> Option<(usize, usize)> {
+        let is_crlf = |b: &u8| *b == b'\r' || *b == b'\n';
+        match eol {
+            Eol::Lf => self.position(|b| b == b'\n').map(|at| (at, 1)),
+            Eol::Nul => self.position(|b| b == 0).map(|at| (at, 1)),
+            Eol::CrLfStrict => self.find(b"\r\n").map(|at| (at, 2)),
+            Eol::CrLf => {
+                let nl = self.position(|b| b == b'\n')?;
+                let cr_before = nl > 0 && self.chunks().flatten().nth(nl - 1) == Some(&b'\r');
+                Some(if cr_before { (nl - 1, 2) } else { (nl, 1) })
+            }
+            Eol::Any => {
+                let at = self.position(|b| is_crlf(&b))?;
+                let run = self.chunks().flatten().skip(at).take_while(|b| is_crlf(b));
+                Some((at, run.count()))
+            }
         }
-        Some(line)
+    }
+
+    /// The position of the first byte for which `pred` is true.
+    fn position(&self, pred: impl Fn(u8) -> bool) -> Option<usize> {
+        let mut before = 0;
+        for c in self.chunks() {
+            if let Some(i) = c.iter().position(|&b| pred(b)) {
+                return Some(before + i);
+            }
+            before += c.len();
+        }
+        None
+    }
+
+    /// Moves up to `max` bytes from the front onto the end of `out` (copied chunk by chunk: `out` is
+    /// not zero-filled first, unlike a slice for [`remove`](Self::remove)); returns how many.
+    pub fn remove_to_vec(&mut self, max: usize, out: &mut Vec<u8>) -> usize {
+        let n = max.min(self.len);
+        out.reserve(n);
+        let mut left = n;
+        for c in self.chunks() {
+            if left == 0 {
+                break;
+            }
+            let take = c.len().min(left);
+            out.extend_from_slice(&c[..take]);
+            left -= take;
+        }
+        self.drain(n)
     }
 
     /// The readable bytes, chunk by chunk.

@@ -70,7 +70,8 @@ impl Listener {
     /// Binds a listening socket to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
     ///
     /// # Errors
-    /// As `std::net::TcpListener::bind`, and when the base has been dropped.
+    /// As `std::net::TcpListener::bind`, with the message naming the fix for an address in use, not
+    /// local, or privileged (as [`net::TcpListener::bind`]); and when the base has been dropped.
     pub fn bind<F>(
         base: impl AsRef<BaseHandle>,
         addr: SocketAddr,
@@ -79,7 +80,8 @@ impl Listener {
     where
         F: FnMut(TcpStream, SocketAddr) + 'static,
     {
-        let listener = std::net::TcpListener::bind(addr)?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| crate::net::tcp::bind_error(addr, e))?;
         // std listens with a backlog of 128; a burst of connects needs the async listener's.
         crate::net::socket::listen(listener.as_raw_fd())?;
         Listener::new(base, listener, accept)

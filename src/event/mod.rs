@@ -50,7 +50,7 @@
 //! | the inbox: tokens posted by wakers for the dispatcher | `inbox.rs` |
 //! | the base's timers (event timeouts, `loopexit` delays) | `timers.rs` |
 //! | [`Event`], [`EventCtx`] | `event.rs` |
-//! | [`Buffer`] | `buffer.rs` |
+//! | [`Buffer`], [`Eol`] | `buffer.rs` |
 //! | [`BufferEvent`] | `bufferevent.rs` |
 //! | [`Listener`] | `listener.rs` |
 //!
@@ -71,7 +71,7 @@ mod listener;
 mod timers;
 
 pub use base::{BaseHandle, EventBase, ExitHandle};
-pub use buffer::Buffer;
+pub use buffer::{Buffer, Eol};
 pub use bufferevent::{BevFlags, BufferEvent};
 pub use event::{Event, EventCtx};
 pub use listener::Listener;

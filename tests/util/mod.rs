@@ -779,3 +779,144 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ---- Example servers run as programs (tests/rot13.rs) ----
+
+/// Builds the example programs `names` (once per test process) with the profile, target and target
+/// directory this test binary was built with, and returns the directory they are in. A plain
+/// `cargo test` has built them already (then this is a quick no-op); `cargo test --test NAME` and
+/// `cargo test --tests` have not.
+pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
+    use std::path::Path;
+    use std::process::Command;
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("current_exe");
+    // <target dir>[/<triple>]/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in <profile>/deps");
+    let profile = profile_dir.file_name().unwrap().to_str().unwrap();
+    // Cargo gives integration tests `<target dir>/tmp`; a directory between the target directory
+    // and the profile's is the `--target` triple's.
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target directory");
+    let above = profile_dir.parent().expect("a target directory");
+    let same = |a: &Path, b: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
+    let triple = (!same(above, target_dir)).then(|| above.file_name().unwrap().to_str().unwrap());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !built.iter().any(|b| b == n))
+        .collect();
+    if !missing.is_empty() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--quiet")
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        if let Some(triple) = triple {
+            cmd.args(["--target", triple]);
+        }
+        for n in &missing {
+            cmd.args(["--example", n]);
+        }
+        let status = cmd.status().expect("run cargo to build the examples");
+        assert!(
+            status.success(),
+            "building the examples {missing:?} failed: {cmd:?}"
+        );
+        built.extend(missing.iter().map(|n| n.to_string()));
+    }
+    profile_dir.join("examples")
+}
+
+/// An example server started as a program with `--addr 127.0.0.1:0`; its first line on stdout must
+/// end with the address it bound. Killed when dropped, and on Linux also when the thread that started
+/// it ends (so start it on the thread that uses it).
+pub struct ExampleServer {
+    pub name: &'static str,
+    pub addr: std::net::SocketAddr,
+    pub child: std::process::Child,
+}
+
+impl ExampleServer {
+    /// Builds (see [`build_examples`]) and starts example `name` on a free loopback port.
+    pub fn start(name: &'static str) -> ExampleServer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let dir = build_examples(&[name]);
+        let mut cmd = Command::new(dir.join(name));
+        cmd.args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // A test that times out leaves its thread, and so this server, running until the test
+        // process exits; the server must not outlive it (it would keep the test's stderr open).
+        // PR_SET_PDEATHSIG is Linux's; elsewhere such a server lingers until killed by hand.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
+            // which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", dir.join(name).display()));
+        let mut first = String::new();
+        // Ends at the first line, or at EOF if the server fails to start (then it is empty).
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        stdout
+            .read_line(&mut first)
+            .expect("read the server's stdout");
+        let addr = first
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("{name} did not print its address on stdout; it printed {first:?}")
+            });
+        ExampleServer { name, addr, child }
+    }
+
+    /// The server's resident memory in KiB (`VmRSS` of /proc/PID/status; /proc is Linux's).
+    #[cfg(target_os = "linux")]
+    pub fn rss_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -163,7 +163,7 @@ impl TcpListener {
 }
 
 /// The message for a failed bind, naming the fix.
-fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
+pub(crate) fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
     let fix = match e.kind() {
         io::ErrorKind::AddrInUse => {
             "is already in use: pick another port (or port 0 for any free one) or stop the process using it"
