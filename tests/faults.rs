@@ -328,10 +328,12 @@ fn an_emfile_storm_pauses_accepting_without_spinning_and_recovers() {
         let sockets: Vec<i32> = (0..CLIENTS)
             .map(|_| {
                 // SAFETY: plain socket(2) call; the fd is owned below.
-                let fd = unsafe {
-                    libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
-                };
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
                 assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+                // Close-on-exec by fcntl, as macOS has no SOCK_CLOEXEC.
+                // SAFETY: F_SETFD takes no pointers; `fd` is open.
+                let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                assert_eq!(rc, 0, "F_SETFD: {}", io::Error::last_os_error());
                 fd
             })
             .collect();
@@ -411,14 +413,17 @@ fn sockaddr_v4(addr: std::net::SocketAddr) -> libc::sockaddr_in {
     let std::net::SocketAddr::V4(v4) = addr else {
         panic!("IPv4 loopback expected")
     };
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+    // Zeroed, then filled: the BSDs and macOS have a leading `sin_len` that Linux has not.
+    // SAFETY: all-zero bytes are a valid sockaddr_in.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = v4.port().to_be();
+    sa.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        sa.sin_len = std::mem::size_of::<libc::sockaddr_in>() as u8;
     }
+    sa
 }
 
 /// 50 tasks tick every 5 ms for 20 ticks while one task blocks its thread for 100 ms, three times; a
