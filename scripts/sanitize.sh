@@ -67,6 +67,8 @@ run_tsan() {
     export RUSTFLAGS="-Zsanitizer=thread -Cforce-frame-pointers=yes"
     # halt_on_error=0: every report of a run is printed, and the run still fails (exit code 66).
     export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp"
+    # Symbolising the backtraces of the tests' deliberate panics takes seconds each under TSan.
+    export RUST_BACKTRACE=0
     local test_args=()
     for t in "${TSAN_TESTS[@]}" load; do test_args+=(--test "$t"); done
     echo "== tsan: building std and the tests with -Zsanitizer=thread"

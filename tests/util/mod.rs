@@ -14,6 +14,16 @@ use std::time::Duration;
 /// How long any one test may run before it is failed as hung.
 pub const TEST_LIMIT: Duration = Duration::from_secs(10);
 
+/// How much longer than normal a hang bound is under ThreadSanitizer (`scripts/sanitize.sh tsan` sets
+/// `EVLOOP_SANITIZER=thread`), which runs every memory access through its runtime: a million tasks
+/// take minutes there. The bounds still catch a hang; only their length changes.
+pub fn slowdown() -> u32 {
+    match std::env::var("EVLOOP_SANITIZER").as_deref() {
+        Ok("thread") => 20,
+        _ => 1,
+    }
+}
+
 /// Runs `f` on a fresh thread and fails the test (instead of hanging it) if `f` takes longer than
 /// `limit`. A panic in `f` is re-raised here with its original payload.
 pub fn with_deadline<T, F>(limit: Duration, f: F) -> T
@@ -28,6 +38,7 @@ where
             let _ = tx.send(f());
         })
         .expect("spawn the test thread");
+    let limit = limit * slowdown();
     match rx.recv_timeout(limit) {
         Ok(out) => out,
         Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -235,9 +246,12 @@ pub fn run_in_child(test: &str, role: &str) {
         if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
-        if start.elapsed() > TEST_LIMIT {
+        if start.elapsed() > TEST_LIMIT * slowdown() {
             let _ = child.kill();
-            panic!("child `{role}` of {test} did not finish within {TEST_LIMIT:?}");
+            panic!(
+                "child `{role}` of {test} did not finish within {TEST_LIMIT:?} (x{})",
+                slowdown()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -284,6 +298,7 @@ pub fn pattern_byte(seed: usize, i: usize) -> u8 {
 /// [`run_in_child`] with a time limit of its own (for load tests that outlast [`TEST_LIMIT`]); the
 /// child's output is echoed to stderr on success too, so its figures show with `--nocapture`.
 pub fn run_in_child_for(test: &str, role: &str, limit: Duration) {
+    let limit = limit * slowdown();
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
