@@ -497,8 +497,9 @@ fn a_task_that_blocks_its_thread_delays_others_but_loses_nothing() {
             rt.block_on(async { evloop::spawn(ticks_around_a_blocking_task()).await.unwrap() })
         });
         println!("{workers} workers: worst tick lateness {late:?} with a task blocking for 100 ms");
+        // A timing bound, meaningless at ThreadSanitizer's speed (which checks the hand-off itself).
         assert!(
-            late < Duration::from_millis(80),
+            util::slowdown() > 1 || late < Duration::from_millis(80),
             "a task blocking one of {workers} workers delayed the others' timers by {late:?}"
         );
     }
@@ -733,7 +734,13 @@ fn a_runtime_dropped_with_100000_pending_tasks_and_open_sockets_frees_everything
         });
         assert!(open_fds() >= fds_before + 2 * pairs);
         let start = Instant::now();
-        drop(rt);
+        if util::slowdown() == 1 {
+            drop(rt);
+        } else {
+            // Under ThreadSanitizer two workers cannot drop 100,000 tasks within drop's 1 s; a
+            // longer shutdown_timeout takes the same path.
+            rt.shutdown_timeout(Duration::from_secs(120));
+        }
         let took = start.elapsed();
         println!(
             "workers {workers}: dropped a runtime holding {TASKS} sleeping tasks and {} sockets in {took:.1?}",

@@ -400,7 +400,8 @@ fn accept_on_emfile_errs_once_then_waits_cheaply_and_recovers() {
         // Lower the limit just above the highest open descriptor, then fill every free slot.
         let highest = util::highest_fd();
         let limit = libc::rlimit {
-            rlim_cur: highest + 8,
+            #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+            rlim_cur: (highest + 8) as libc::rlim_t,
             rlim_max: libc::RLIM_INFINITY,
         };
         let mut old = libc::rlimit {

@@ -364,7 +364,9 @@ pub fn raise_nofile_limit() -> u64 {
     // SAFETY: `lim` is a live rlimit that setrlimit reads.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
-    lim.rlim_cur
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+    let soft = lim.rlim_cur as u64;
+    soft
 }
 
 /// Sets the soft RLIMIT_NOFILE (the hard limit is kept).
@@ -375,6 +377,8 @@ pub fn set_nofile_soft_limit(soft: u64) {
     };
     // SAFETY: `lim` is a live rlimit that getrlimit writes.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+    let soft = soft as libc::rlim_t;
     lim.rlim_cur = soft.min(lim.rlim_max);
     // SAFETY: `lim` is a live rlimit that setrlimit reads.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
