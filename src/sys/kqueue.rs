@@ -297,6 +297,8 @@ impl Notifier {
     }
 
     /// Triggers the notifier.
+    // OpenBSD has only the pipe, which needs no kqueue call.
+    #[cfg_attr(target_os = "openbsd", allow(unused_variables))]
     fn notify(&self, poller: &Poller) -> io::Result<()> {
         match self {
             // `EV_ADD` on the existing event keeps its `EV_CLEAR`; it is what mio does.
