@@ -25,8 +25,14 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 /// Each connection's buffer; a read that fills less of it tells the reactor the socket is drained.
 const BUF_SIZE: usize = 16 * 1024;
 
+const USAGE: &str =
+    "usage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N] [--threads N] [--grace-ms N]";
+
 fn main() -> io::Result<()> {
-    let (addr, idle, threads, grace) = parse_args()?;
+    let (addr, idle, threads, grace) = parse_args().unwrap_or_else(|e| {
+        eprintln!("echo_async: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     let server = async move {
         let listener = TcpListener::bind(addr.as_str()).await?;
         println!("echo_async listening on {}", listener.local_addr()?);
@@ -110,7 +116,8 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usiz
     stream.read(buf).await
 }
 
-/// `--addr HOST:PORT`, `--idle-timeout-ms N`, `--threads N` and `--grace-ms N`, parsed by hand.
+/// `--addr HOST:PORT`, `--idle-timeout-ms N`, `--threads N` and `--grace-ms N`, parsed by hand;
+/// `--help` prints the usage and exits.
 fn parse_args() -> io::Result<(String, Option<Duration>, usize, Duration)> {
     let mut addr = "127.0.0.1:7000".to_string();
     let mut idle = None;
@@ -118,24 +125,30 @@ fn parse_args() -> io::Result<(String, Option<Duration>, usize, Duration)> {
     let mut grace = Duration::from_millis(5000);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| usage(&format!("{flag} needs a value")))?;
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        // Taken by the arm of a known flag, so that an unknown one is reported as such.
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
-            "--addr" => addr = value,
+            "--addr" => addr = value()?,
             "--idle-timeout-ms" => {
-                let ms: u64 = value
+                let ms: u64 = value()?
                     .parse()
                     .map_err(|_| usage("--idle-timeout-ms takes a number"))?;
                 idle = (ms > 0).then(|| Duration::from_millis(ms));
             }
             "--threads" => {
-                threads = value
+                threads = value()?
                     .parse()
                     .map_err(|_| usage("--threads takes a number"))?;
             }
             "--grace-ms" => {
-                let ms: u64 = value
+                let ms: u64 = value()?
                     .parse()
                     .map_err(|_| usage("--grace-ms takes a number"))?;
                 grace = Duration::from_millis(ms);
@@ -146,9 +159,7 @@ fn parse_args() -> io::Result<(String, Option<Duration>, usize, Duration)> {
     Ok((addr, idle, threads, grace))
 }
 
+/// What is wrong with the command line, in one line (`main` prints it above the usage).
 fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_async [--addr 127.0.0.1:7000] [--idle-timeout-ms N] [--threads N] [--grace-ms N]"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, problem)
 }

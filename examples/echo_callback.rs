@@ -17,8 +17,13 @@ use evloop::event::{BevFlags, BufferEvent, EventBase, Flags, Listener};
 /// Output a connection may queue before the server stops reading from it.
 const OUTPUT_HIGH: usize = 256 * 1024;
 
+const USAGE: &str = "usage: echo_callback [--addr 127.0.0.1:7001] [--idle-timeout-ms N]";
+
 fn main() -> io::Result<()> {
-    let (addr, idle) = parse_args()?;
+    let (addr, idle) = parse_args().unwrap_or_else(|e| {
+        eprintln!("echo_callback: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     let base = EventBase::new()?;
     let handle = base.handle().clone();
     let listener = Listener::bind(&base, addr, move |stream, _peer| {
@@ -67,24 +72,25 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand.
+/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand; `--help` prints the usage and exits.
 fn parse_args() -> io::Result<(std::net::SocketAddr, Option<Duration>)> {
-    let bad = |m: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{m}\nusage: echo_callback [--addr HOST:PORT] [--idle-timeout-ms N]"),
-        )
-    };
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m);
     let (mut addr, mut idle) = ("127.0.0.1:7001".to_string(), None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| bad(&format!("{flag} needs a value")))?;
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        // Taken by the arm of a known flag, so that an unknown one is reported as such.
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| bad(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
-            "--addr" => addr = value,
+            "--addr" => addr = value()?,
             "--idle-timeout-ms" => {
-                let ms: u64 = value
+                let ms: u64 = value()?
                     .parse()
                     .map_err(|_| bad("--idle-timeout-ms takes a number"))?;
                 idle = (ms > 0).then(|| Duration::from_millis(ms));

@@ -25,7 +25,10 @@ struct Conn {
 }
 
 fn main() -> io::Result<()> {
-    let (addr, idle) = parse_args()?;
+    let (addr, idle) = parse_args().unwrap_or_else(|e| {
+        eprintln!("echo_callback_raw: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     let base = EventBase::new()?;
     let handle = base.handle().clone();
     let listener = Listener::bind(&base, addr, move |stream, _| {
@@ -109,20 +112,32 @@ fn close(conn: &Rc<RefCell<Conn>>) {
     drop(events);
 }
 
-/// `--addr HOST:PORT` (default 127.0.0.1:7002) and `--idle-timeout-ms N`, parsed by hand.
+const USAGE: &str = "usage: echo_callback_raw [--addr 127.0.0.1:7002] [--idle-timeout-ms N]";
+
+/// `--addr HOST:PORT` and `--idle-timeout-ms N`, parsed by hand; `--help` prints the usage and exits.
 fn parse_args() -> io::Result<(std::net::SocketAddr, Option<Duration>)> {
     let bad = |m: String| io::Error::new(ErrorKind::InvalidInput, m);
     let (mut addr, mut idle) = ("127.0.0.1:7002".to_string(), None);
     let mut args = std::env::args().skip(1);
-    while let (Some(flag), Some(value)) = (args.next(), args.next()) {
-        match (flag.as_str(), value.parse::<u64>()) {
-            ("--addr", _) => addr = value,
-            ("--idle-timeout-ms", Ok(ms)) => idle = (ms > 0).then(|| Duration::from_millis(ms)),
-            _ => {
-                return Err(bad(format!(
-                    "bad flag {flag} {value}: use --addr HOST:PORT, --idle-timeout-ms N"
-                )))
+    while let Some(flag) = args.next() {
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        // Taken by the arm of a known flag, so that an unknown one is reported as such.
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| bad(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--addr" => addr = value()?,
+            "--idle-timeout-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|_| bad("--idle-timeout-ms takes a number".into()))?;
+                idle = (ms > 0).then(|| Duration::from_millis(ms));
             }
+            _ => return Err(bad(format!("unknown flag {flag}"))),
         }
     }
     Ok((

@@ -17,12 +17,17 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 /// Latency histogram resolution is 1 µs; anything slower than this lands in the last bucket.
 const MAX_LATENCY_US: usize = 1_000_000;
 
+const USAGE: &str =
+    "usage: echo_client [--addr 127.0.0.1:7000] [--conns 50] [--msgs 10000] [--size 64]";
+
 /// Round trips counted by latency in µs, shared by the connection tasks (all on this thread).
 type Histogram = Rc<RefCell<Vec<u64>>>;
 
 fn main() -> io::Result<()> {
-    let [addr, conns, msgs, size] = parse_args()?;
-    let (conns, msgs, size): (usize, usize, usize) = (num(&conns)?, num(&msgs)?, num(&size)?);
+    let (addr, conns, msgs, size) = parse_args().unwrap_or_else(|e| {
+        eprintln!("echo_client: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     let histogram = Rc::new(RefCell::new(vec![0u64; MAX_LATENCY_US + 1]));
     let start = Instant::now();
     evloop::block_on(async {
@@ -87,11 +92,16 @@ fn percentile(histogram: &[u64], q: f64) -> Duration {
     Duration::from_micros(us.unwrap_or(0) as u64)
 }
 
-/// `[addr, conns, msgs, size]` from `--addr --conns --msgs --size`, parsed by hand.
-fn parse_args() -> io::Result<[String; 4]> {
+/// `(addr, conns, msgs, size)` from `--addr --conns --msgs --size`, parsed by hand; `--help` prints the
+/// usage and exits.
+fn parse_args() -> io::Result<(String, usize, usize, usize)> {
     let mut out = ["127.0.0.1:7000", "50", "10000", "64"].map(String::from);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let slot = match flag.as_str() {
             "--addr" => 0,
             "--conns" => 1,
@@ -103,7 +113,8 @@ fn parse_args() -> io::Result<[String; 4]> {
             .next()
             .ok_or_else(|| usage(&format!("{flag} needs a value")))?;
     }
-    Ok(out)
+    let [addr, conns, msgs, size] = out;
+    Ok((addr, num(&conns)?, num(&msgs)?, num(&size)?))
 }
 
 fn num(s: &str) -> io::Result<usize> {
@@ -113,9 +124,7 @@ fn num(s: &str) -> io::Result<usize> {
         .ok_or_else(|| usage(&format!("`{s}` is not a positive number")))
 }
 
+/// What is wrong with the command line, in one line (`main` prints it above the usage).
 fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo_client [--addr A] [--conns N] [--msgs M] [--size S]"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, problem)
 }

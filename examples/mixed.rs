@@ -15,7 +15,18 @@ use std::time::Duration;
 use evloop::event::{BufferEvent, Event, EventBase, Flags, Listener};
 use futures::{AsyncReadExt, AsyncWriteExt};
 
+/// This example takes no flags.
+const USAGE: &str = "usage: mixed";
+
 fn main() -> io::Result<()> {
+    if let Some(flag) = std::env::args().nth(1) {
+        if flag == "--help" {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        eprintln!("mixed: unknown flag {flag}\n{USAGE}");
+        std::process::exit(2);
+    }
     let base = EventBase::new()?;
     let handle = base.handle().clone();
     let served = Rc::new(Cell::new(0));

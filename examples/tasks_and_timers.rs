@@ -7,7 +7,18 @@ use std::time::{Duration, Instant};
 
 use evloop::time::{interval, sleep, timeout};
 
+/// This example takes no flags.
+const USAGE: &str = "usage: tasks_and_timers";
+
 fn main() {
+    if let Some(flag) = std::env::args().nth(1) {
+        if flag == "--help" {
+            println!("{USAGE}");
+            return;
+        }
+        eprintln!("tasks_and_timers: unknown flag {flag}\n{USAGE}");
+        std::process::exit(2);
+    }
     let start = Instant::now();
     evloop::block_on(async move {
         // Three workers that finish in the order of their sleeps, not of their spawning.

@@ -15,20 +15,10 @@ use evloop::task::JoinHandle;
 use evloop::time::timeout;
 
 fn main() -> io::Result<()> {
-    let mut addr = "127.0.0.1:7001".to_string();
-    let (mut count, mut serve_only) = (5u32, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--serve" => serve_only = true,
-            "--addr" => addr = args.next().ok_or_else(|| usage("--addr needs a value"))?,
-            "--count" => {
-                let n = args.next().and_then(|v| v.parse().ok());
-                count = n.ok_or_else(|| usage("--count takes a number"))?;
-            }
-            _ => return Err(usage(&format!("unknown flag {flag}"))),
-        }
-    }
+    let (addr, count, serve_only) = parse_args().unwrap_or_else(|e| {
+        eprintln!("udp_echo: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     evloop::block_on(async move {
         let server = UdpSocket::bind(addr.as_str()).await?;
         let server_addr = server.local_addr()?;
@@ -62,9 +52,32 @@ fn main() -> io::Result<()> {
     })
 }
 
+const USAGE: &str = "usage: udp_echo [--addr 127.0.0.1:7001] [--count N] [--serve]";
+
+/// The flags, parsed by hand; `--help` prints the usage and exits.
+fn parse_args() -> io::Result<(String, u32, bool)> {
+    let mut addr = "127.0.0.1:7001".to_string();
+    let (mut count, mut serve_only) = (5u32, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        match flag.as_str() {
+            "--serve" => serve_only = true,
+            "--addr" => addr = args.next().ok_or_else(|| usage("--addr needs a value"))?,
+            "--count" => {
+                let n = args.next().and_then(|v| v.parse().ok());
+                count = n.ok_or_else(|| usage("--count takes a number"))?;
+            }
+            _ => return Err(usage(&format!("unknown flag {flag}"))),
+        }
+    }
+    Ok((addr, count, serve_only))
+}
+
+/// What is wrong with the command line, in one line (`main` prints it above the usage).
 fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: udp_echo [--addr 127.0.0.1:7001] [--count N] [--serve]"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, problem)
 }

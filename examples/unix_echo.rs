@@ -15,18 +15,10 @@ use evloop::task::JoinHandle;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 fn main() -> io::Result<()> {
-    let mut path = std::env::temp_dir().join("evloop-echo.sock");
-    let mut serve_only = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--serve" => serve_only = true,
-            "--path" => {
-                path = PathBuf::from(args.next().ok_or_else(|| usage("--path needs a value"))?)
-            }
-            _ => return Err(usage(&format!("unknown flag {flag}"))),
-        }
-    }
+    let (path, serve_only) = parse_args().unwrap_or_else(|e| {
+        eprintln!("unix_echo: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
     // A socket file left by an earlier run would make `bind` fail with AddrInUse.
     let _ = std::fs::remove_file(&path);
     evloop::block_on(async {
@@ -57,9 +49,30 @@ fn main() -> io::Result<()> {
     std::fs::remove_file(&path)
 }
 
+const USAGE: &str = "usage: unix_echo [--path /tmp/evloop-echo.sock] [--serve]";
+
+/// The flags, parsed by hand; `--help` prints the usage and exits.
+fn parse_args() -> io::Result<(PathBuf, bool)> {
+    let mut path = std::env::temp_dir().join("evloop-echo.sock");
+    let mut serve_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        match flag.as_str() {
+            "--serve" => serve_only = true,
+            "--path" => {
+                path = PathBuf::from(args.next().ok_or_else(|| usage("--path needs a value"))?)
+            }
+            _ => return Err(usage(&format!("unknown flag {flag}"))),
+        }
+    }
+    Ok((path, serve_only))
+}
+
+/// What is wrong with the command line, in one line (`main` prints it above the usage).
 fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: unix_echo [--path P] [--serve]"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, problem)
 }

@@ -34,7 +34,7 @@
 //! });
 //! ```
 //!
-//! Any file descriptor can be driven by the reactor through [`Async`](io::Async): here a pipe, whose read
+//! Any file descriptor can be driven by the reactor through [`Async`]: here a pipe, whose read
 //! end wakes the task once the other end is written.
 //!
 //! ```

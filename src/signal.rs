@@ -422,7 +422,7 @@ fn install(signum: i32) -> io::Result<libc::sigaction> {
 
 /// The signal handler: async-signal-safe only (atomics and `write`).
 extern "C" fn handler(signum: libc::c_int) {
-    let saved = errno();
+    let saved = sys::errno();
     if let Some(count) = COUNTS.get(signum as usize) {
         count.fetch_add(1, Ordering::AcqRel);
     }
@@ -433,27 +433,5 @@ extern "C" fn handler(signum: libc::c_int) {
         // readable, and the count above carries the delivery.
         unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
     }
-    set_errno(saved);
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn errno_location() -> *mut libc::c_int {
-    // SAFETY: returns this thread's errno slot; no preconditions.
-    unsafe { libc::__errno_location() }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn errno_location() -> *mut libc::c_int {
-    // SAFETY: returns this thread's errno slot; no preconditions.
-    unsafe { libc::__error() }
-}
-
-fn errno() -> libc::c_int {
-    // SAFETY: the errno slot is valid for this thread's lifetime.
-    unsafe { *errno_location() }
-}
-
-fn set_errno(v: libc::c_int) {
-    // SAFETY: as above.
-    unsafe { *errno_location() = v };
+    sys::set_errno(saved);
 }

@@ -398,12 +398,10 @@ fn accept_on_emfile_errs_once_then_waits_cheaply_and_recovers() {
         let second = std::net::TcpStream::connect(addr)?;
 
         // Lower the limit just above the highest open descriptor, then fill every free slot.
-        let highest = std::fs::read_dir("/proc/self/fd")?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
+        let highest = util::highest_fd();
         let limit = libc::rlimit {
-            rlim_cur: highest + 8,
+            #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+            rlim_cur: (highest + 8) as libc::rlim_t,
             rlim_max: libc::RLIM_INFINITY,
         };
         let mut old = libc::rlimit {

@@ -315,8 +315,15 @@ impl Idle {
     /// stops watching and parks until woken: see "Watchers" for why no lone task is then left with the
     /// reactor undriven.
     pub(crate) fn park(&self, i: usize, has_work: impl Fn() -> bool, stop: impl Fn() -> bool) {
-        lock(&self.sleepers).push(i);
-        self.num_sleepers.fetch_add(1, SeqCst);
+        {
+            // Counted while the list is still locked: a waker that takes `i` off the list right after
+            // (and then decrements) must not find the count still without it. Counted after the
+            // unlock, it wrapped to usize::MAX for that moment, and `block_cap`'s `+ 1` overflowed
+            // (a debug-build panic in a worker, seen by the ThreadSanitizer run of multi_thread.rs).
+            let mut sleepers = lock(&self.sleepers);
+            sleepers.push(i);
+            self.num_sleepers.fetch_add(1, SeqCst);
+        }
         self.watchers.fetch_add(1, SeqCst);
         fence(SeqCst);
         let mut watching = true;

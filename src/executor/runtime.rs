@@ -208,7 +208,7 @@ impl Runtime {
 }
 
 impl Drop for Runtime {
-    /// Drops every unfinished task. A multi-thread runtime waits at most [`DROP_TIMEOUT`] (1 s) for its
+    /// Drops every unfinished task. A multi-thread runtime waits at most 1 s (`DROP_TIMEOUT`) for its
     /// workers, as `shutdown_timeout(Duration::from_secs(1))` would.
     fn drop(&mut self) {
         self.shutdown(DROP_TIMEOUT);

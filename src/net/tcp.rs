@@ -19,7 +19,7 @@ use crate::reactor::Direction;
 
 /// A TCP connection, registered with the runtime's reactor.
 ///
-/// Reading and writing go through [`futures_io::AsyncRead`] and [`AsyncWrite`], implemented both for
+/// Reading and writing go through [`futures_io::AsyncRead`] and [`futures_io::AsyncWrite`], implemented both for
 /// `TcpStream` and for `&TcpStream`: one task can read while another writes through a shared reference,
 /// and `futures::io::copy(&stream, &mut &stream)` is an echo. [`into_split`](Self::into_split) gives
 /// owned halves for two tasks. Closing (`poll_close`) shuts down the write side; dropping closes the

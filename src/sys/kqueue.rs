@@ -1,4 +1,5 @@
-//! The macOS/iOS/BSD backend: kqueue, with an `EVFILT_USER` notifier (a pipe on OpenBSD, which lacks it).
+//! The macOS/iOS/BSD backend: kqueue, with an `EVFILT_USER` notifier, or a pipe where there is none
+//! (OpenBSD, which gained `EVFILT_USER` only lately, and NetBSD before 10, found out at run time).
 //!
 //! A registration is one kqueue filter per direction (`EVFILT_READ`, `EVFILT_WRITE`) on the same fd, both
 //! carrying the caller's key in `udata`. Every change is submitted with `EV_RECEIPT`, so `kevent` answers
@@ -15,9 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Instant;
 
-#[cfg(target_os = "openbsd")]
-use super::set_nonblocking;
-use super::{retry, syscall, Interest};
+use super::{retry, set_nonblocking, syscall, Interest};
 
 /// The `udata` under which the notifier is registered; never handed to the reactor.
 const NOTIFY_KEY: usize = usize::MAX;
@@ -58,11 +57,19 @@ impl Poller {
         // SAFETY: kqueue takes no arguments; the returned fd is checked and then owned.
         let kq = unsafe { OwnedFd::from_raw_fd(syscall(libc::kqueue())?) };
         set_cloexec(kq.as_raw_fd())?;
-        let poller = Poller {
-            kq,
-            notifier: Notifier::new()?,
-        };
-        poller.submit(&[poller.notifier.registration()])?;
+        #[cfg(not(target_os = "openbsd"))]
+        let notifier = Notifier::User;
+        #[cfg(target_os = "openbsd")]
+        let notifier = Notifier::pipe()?;
+        let mut poller = Poller { kq, notifier };
+        if let Err(e) = poller.submit(&[poller.notifier.registration()]) {
+            // A kernel without EVFILT_USER (NetBSD before 10) rejects the unknown filter with EINVAL.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+            poller.notifier = Notifier::pipe()?;
+            poller.submit(&[poller.notifier.registration()])?;
+        }
         Ok(poller)
     }
 
@@ -238,53 +245,29 @@ fn set_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The notifier: an `EVFILT_USER` event, which needs no file descriptor.
-#[cfg(not(target_os = "openbsd"))]
+/// What `notify` pokes to end a `wait`.
 #[derive(Debug)]
-struct Notifier;
+enum Notifier {
+    /// An `EVFILT_USER` event, which needs no file descriptor.
+    #[cfg(not(target_os = "openbsd"))]
+    User,
+    /// A non-blocking pipe, where there is no `EVFILT_USER`.
+    Pipe {
+        /// Watched with `EVFILT_READ | EV_CLEAR`, so that every byte written fires it again; read only
+        /// to make room once the pipe is full.
+        read: OwnedFd,
+        /// `notify` writes one byte here.
+        write: OwnedFd,
+    },
+}
 
-#[cfg(not(target_os = "openbsd"))]
 impl Notifier {
     /// The ident of the `EVFILT_USER` event.
-    const IDENT: usize = 0;
+    #[cfg(not(target_os = "openbsd"))]
+    const USER_IDENT: usize = 0;
 
-    fn new() -> io::Result<Notifier> {
-        Ok(Notifier)
-    }
-
-    /// The change that registers the notifier; `EV_CLEAR` resets it each time `wait` reports it.
-    fn registration(&self) -> libc::kevent {
-        let flags = libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT;
-        kevent(Self::IDENT, libc::EVFILT_USER, flags, 0, NOTIFY_KEY)
-    }
-
-    /// Triggers the event. `EV_ADD` on the existing event keeps its `EV_CLEAR`; it is what mio does.
-    fn notify(&self, poller: &Poller) -> io::Result<()> {
-        let flags = libc::EV_ADD | libc::EV_RECEIPT;
-        poller.submit(&[kevent(
-            Self::IDENT,
-            libc::EVFILT_USER,
-            flags,
-            libc::NOTE_TRIGGER,
-            NOTIFY_KEY,
-        )])
-    }
-}
-
-/// The notifier on OpenBSD, which has no `EVFILT_USER`: a non-blocking pipe.
-#[cfg(target_os = "openbsd")]
-#[derive(Debug)]
-struct Notifier {
-    /// Watched with `EVFILT_READ | EV_CLEAR`, so that every byte written fires it again; read only to
-    /// make room once the pipe is full.
-    read: OwnedFd,
-    /// `notify` writes one byte here.
-    write: OwnedFd,
-}
-
-#[cfg(target_os = "openbsd")]
-impl Notifier {
-    fn new() -> io::Result<Notifier> {
+    /// A pipe notifier, both ends close-on-exec and non-blocking.
+    fn pipe() -> io::Result<Notifier> {
         let mut fds = [0; 2];
         // SAFETY: `fds` has room for the two fds that pipe writes.
         syscall(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
@@ -294,47 +277,69 @@ impl Notifier {
             set_cloexec(fd.as_raw_fd())?;
             set_nonblocking(fd.as_raw_fd())?;
         }
-        Ok(Notifier { read, write })
+        Ok(Notifier::Pipe { read, write })
     }
 
-    /// The change that registers the notifier's read end.
+    /// The change that registers the notifier; `EV_CLEAR` resets it each time `wait` reports it.
     fn registration(&self) -> libc::kevent {
-        let fd = self.read.as_raw_fd() as usize;
         let flags = libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT;
-        kevent(fd, libc::EVFILT_READ, flags, 0, NOTIFY_KEY)
-    }
-
-    /// Writes one byte; the pipe needs no kqueue call, so `_poller` is unused.
-    fn notify(&self, _poller: &Poller) -> io::Result<()> {
-        loop {
-            let byte = 1u8;
-            let written = retry(|| {
-                // SAFETY: writes one byte from a live u8.
-                syscall(unsafe {
-                    libc::write(self.write.as_raw_fd(), (&byte as *const u8).cast(), 1)
-                })
-            });
-            match written {
-                Ok(_) => return Ok(()),
-                // Full after many notifies that no byte was read for: a byte that cannot be written fires
-                // nothing, so empty the pipe and write again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drain(),
-                Err(e) => return Err(e),
-            }
+        match self {
+            #[cfg(not(target_os = "openbsd"))]
+            Notifier::User => kevent(Self::USER_IDENT, libc::EVFILT_USER, flags, 0, NOTIFY_KEY),
+            Notifier::Pipe { read, .. } => kevent(
+                read.as_raw_fd() as usize,
+                libc::EVFILT_READ,
+                flags,
+                0,
+                NOTIFY_KEY,
+            ),
         }
     }
 
-    /// Reads the pipe until it is empty.
-    fn drain(&self) {
-        let mut buf = [0u8; 256];
-        loop {
-            // SAFETY: reads at most `buf.len()` bytes into the live `buf`.
-            let n =
-                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            // Stop at empty (EAGAIN), at EOF (cannot happen: `write` is open), or at any error.
-            if n <= 0 {
-                return;
-            }
+    /// Triggers the notifier.
+    // OpenBSD has only the pipe, which needs no kqueue call.
+    #[cfg_attr(target_os = "openbsd", allow(unused_variables))]
+    fn notify(&self, poller: &Poller) -> io::Result<()> {
+        match self {
+            // `EV_ADD` on the existing event keeps its `EV_CLEAR`; it is what mio does.
+            #[cfg(not(target_os = "openbsd"))]
+            Notifier::User => poller.submit(&[kevent(
+                Self::USER_IDENT,
+                libc::EVFILT_USER,
+                libc::EV_ADD | libc::EV_RECEIPT,
+                libc::NOTE_TRIGGER,
+                NOTIFY_KEY,
+            )]),
+            // The pipe needs no kqueue call.
+            Notifier::Pipe { read, write } => loop {
+                let byte = 1u8;
+                let written = retry(|| {
+                    // SAFETY: writes one byte from a live u8.
+                    syscall(unsafe {
+                        libc::write(write.as_raw_fd(), (&byte as *const u8).cast(), 1)
+                    })
+                });
+                match written {
+                    Ok(_) => return Ok(()),
+                    // Full after many notifies that no byte was read for: a byte that cannot be
+                    // written fires nothing, so empty the pipe and write again.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(read),
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+}
+
+/// Reads the pipe `read` until it is empty.
+fn drain(read: &OwnedFd) {
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: reads at most `buf.len()` bytes into the live `buf`.
+        let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        // Stop at empty (EAGAIN), at EOF (cannot happen: the write end is open), or at any error.
+        if n <= 0 {
+            return;
         }
     }
 }

@@ -24,7 +24,8 @@
 //! task waits for never costs a syscall; the level-triggered mode serves the callback API's non-`ET` events.
 //!
 //! Syscalls go through [`syscall`], which turns `-1` into `io::Error::last_os_error()`, and [`retry`],
-//! the one place where EINTR is retried.
+//! the one place where EINTR is retried. Code that must save and restore `errno` itself (the signal
+//! handler) uses [`errno`] and [`set_errno`], the one place that knows each platform's errno symbol.
 
 use std::io;
 
@@ -50,7 +51,7 @@ mod kqueue;
     target_os = "openbsd",
     target_os = "dragonfly"
 ))]
-pub(crate) use kqueue::{Event, Events, Poller};
+pub(crate) use kqueue::{Events, Poller};
 
 #[cfg(not(any(
     target_os = "linux",
@@ -126,4 +127,33 @@ pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
         syscall(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
     }
     Ok(())
+}
+
+/// This thread's `errno` slot. Each libc names the accessor differently; std (`sys/io/error/unix.rs`)
+/// and nix (`src/errno.rs`) use the same table. On DragonFly errno is a thread-local variable and
+/// `__error` only a `static inline` in the C header, not a symbol: the libc crate declares
+/// `__errno_location` there instead (its old `__error` shim is deprecated in favour of it), as nix uses.
+fn errno_location() -> *mut libc::c_int {
+    #[cfg(any(target_os = "linux", target_os = "dragonfly"))]
+    // SAFETY: returns this thread's errno slot; no preconditions.
+    let slot = unsafe { libc::__errno_location() };
+    #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+    // SAFETY: as above.
+    let slot = unsafe { libc::__errno() };
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    // SAFETY: as above.
+    let slot = unsafe { libc::__error() };
+    slot
+}
+
+/// The calling thread's `errno`. To turn a failed call into an error, use [`syscall`] instead.
+pub(crate) fn errno() -> libc::c_int {
+    // SAFETY: the errno slot is valid, and only this thread's, for the thread's lifetime.
+    unsafe { *errno_location() }
+}
+
+/// Sets the calling thread's `errno` (a signal handler restores the value it interrupted).
+pub(crate) fn set_errno(value: libc::c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *errno_location() = value };
 }

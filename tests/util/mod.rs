@@ -14,6 +14,16 @@ use std::time::Duration;
 /// How long any one test may run before it is failed as hung.
 pub const TEST_LIMIT: Duration = Duration::from_secs(10);
 
+/// How much longer than normal a hang bound is under ThreadSanitizer (`scripts/sanitize.sh tsan` sets
+/// `EVLOOP_SANITIZER=thread`), which runs every memory access through its runtime: a million tasks
+/// take minutes there. The bounds still catch a hang; only their length changes.
+pub fn slowdown() -> u32 {
+    match std::env::var("EVLOOP_SANITIZER").as_deref() {
+        Ok("thread") => 20,
+        _ => 1,
+    }
+}
+
 /// Runs `f` on a fresh thread and fails the test (instead of hanging it) if `f` takes longer than
 /// `limit`. A panic in `f` is re-raised here with its original payload.
 pub fn with_deadline<T, F>(limit: Duration, f: F) -> T
@@ -28,6 +38,7 @@ where
             let _ = tx.send(f());
         })
         .expect("spawn the test thread");
+    let limit = limit * slowdown();
     match rx.recv_timeout(limit) {
         Ok(out) => out,
         Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -102,30 +113,106 @@ pub fn expect_panic<R>(f: impl FnOnce() -> R) -> String {
 
 /// CPU time (user + system) consumed so far by the calling thread.
 pub fn cpu_time_thread() -> Duration {
-    // SAFETY: `rusage` is plain old data, so all-zero is a valid value; getrusage only writes to it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, exclusive rusage for the call.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    // The thread CPU clock exists on every supported OS (RUSAGE_THREAD does not: macOS, NetBSD and
+    // DragonFly lack it); the libc crate leaves NetBSD's out, so it is copied from its <time.h>.
+    #[cfg(target_os = "netbsd")]
+    const CLOCK_THREAD_CPUTIME_ID: libc::clockid_t = 0x2000_0000;
+    #[cfg(not(target_os = "netbsd"))]
+    use libc::CLOCK_THREAD_CPUTIME_ID;
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, exclusive timespec for the call.
+    let rc = unsafe { libc::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime: {}", std::io::Error::last_os_error());
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The descriptors this process has open, in increasing order.
+pub fn open_fd_list() -> Vec<i32> {
+    let mut fds = fd_numbers();
+    fds.sort_unstable();
+    fds
+}
+
+/// Linux and Android list them in /proc; the directory handle itself is one of the entries, in every
+/// call alike.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn fd_numbers() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Elsewhere there is no complete listing (FreeBSD's /dev/fd shows only 0-2 without fdescfs), so every
+/// number under the descriptor limit is asked with `poll`, which flags a closed one with POLLNVAL.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn fd_numbers() -> Vec<i32> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit that getrlimit writes.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    // Bounded, in case the limit is "unlimited"; no test opens that many.
+    let end = lim.rlim_cur.min(1 << 20) as i32;
+    let mut open = Vec::new();
+    let mut start = 0;
+    while start < end {
+        let mut chunk: Vec<libc::pollfd> = (start..end.min(start + 128))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: 0,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `chunk` is a live array of `chunk.len()` pollfds; a zero timeout never blocks.
+        let rc = unsafe { libc::poll(chunk.as_mut_ptr(), chunk.len() as libc::nfds_t, 0) };
+        assert!(rc >= 0, "poll: {}", std::io::Error::last_os_error());
+        open.extend(
+            chunk
+                .iter()
+                .filter(|p| p.revents & libc::POLLNVAL == 0)
+                .map(|p| p.fd),
+        );
+        start += 128;
+    }
+    open
 }
 
 /// How many file descriptors this process has open.
 pub fn open_fds() -> usize {
-    // The directory handle itself is one of the entries, in every call alike.
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
+    fd_numbers().len()
+}
+
+/// The highest open descriptor.
+pub fn highest_fd() -> u64 {
+    open_fd_list().last().copied().unwrap_or(0) as u64
 }
 
 /// A close-on-exec pipe: `(read end, write end)`, both blocking until wrapped in `evloop::Async`.
 pub fn pipe() -> (File, File) {
     let mut fds = [0; 2];
+    // macOS has no pipe2: the descriptors are made close-on-exec right after (a child spawned in
+    // between by another test thread could inherit them, which no test depends on).
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    // SAFETY: `fds` has room for the two descriptors pipe writes; F_SETFD takes no pointers.
+    let rc = unsafe {
+        let mut rc = libc::pipe(fds.as_mut_ptr());
+        for fd in fds {
+            if rc == 0 {
+                rc = libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        rc
+    };
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    assert_eq!(rc, 0, "pipe: {}", std::io::Error::last_os_error());
+    // SAFETY: the pipe was made, so both descriptors are open and owned by nobody else.
     unsafe {
         (
             File::from(OwnedFd::from_raw_fd(fds[0])),
@@ -191,9 +278,12 @@ pub fn run_in_child(test: &str, role: &str) {
         if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
-        if start.elapsed() > TEST_LIMIT {
+        if start.elapsed() > TEST_LIMIT * slowdown() {
             let _ = child.kill();
-            panic!("child `{role}` of {test} did not finish within {TEST_LIMIT:?}");
+            panic!(
+                "child `{role}` of {test} did not finish within {TEST_LIMIT:?} (x{})",
+                slowdown()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -240,6 +330,7 @@ pub fn pattern_byte(seed: usize, i: usize) -> u8 {
 /// [`run_in_child`] with a time limit of its own (for load tests that outlast [`TEST_LIMIT`]); the
 /// child's output is echoed to stderr on success too, so its figures show with `--nocapture`.
 pub fn run_in_child_for(test: &str, role: &str, limit: Duration) {
+    let limit = limit * slowdown();
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
@@ -305,7 +396,9 @@ pub fn raise_nofile_limit() -> u64 {
     // SAFETY: `lim` is a live rlimit that setrlimit reads.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
-    lim.rlim_cur
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+    let soft = lim.rlim_cur as u64;
+    soft
 }
 
 /// Sets the soft RLIMIT_NOFILE (the hard limit is kept).
@@ -316,13 +409,17 @@ pub fn set_nofile_soft_limit(soft: u64) {
     };
     // SAFETY: `lim` is a live rlimit that getrlimit writes.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, i64 on FreeBSD
+    let soft = soft as libc::rlim_t;
     lim.rlim_cur = soft.min(lim.rlim_max);
     // SAFETY: `lim` is a live rlimit that setrlimit reads.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }
 
-/// Resident memory of this process, in KiB (`VmRSS` of /proc/self/status).
+/// Resident memory of this process, in KiB (`VmRSS` of /proc/self/status); 0 where there is no /proc,
+/// where [`rss_is_meaningful`] is false and the bounds using it are skipped.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn vm_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     status
@@ -332,11 +429,21 @@ pub fn vm_rss_kib() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
+/// See the Linux version: no /proc here.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn vm_rss_kib() -> u64 {
+    0
+}
+
 /// Gives freed heap back to the OS (glibc keeps it per arena otherwise), so RSS shows what the program
 /// still holds rather than what the allocator caches.
+/// Only glibc has `malloc_trim`; elsewhere this does nothing (and RSS is only read on Linux).
 pub fn trim_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 /// Which echo server [`EchoServer::start`] runs.
@@ -705,28 +812,25 @@ pub async fn echo_and_check(
     w.and(r)
 }
 
-/// What each open descriptor of this process points at (`fd -> target`), for failure messages.
+/// What each open descriptor of this process points at (`fd -> target`; only the numbers where there is
+/// no /proc), for failure messages.
 pub fn fd_targets() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            ))
-        })
-        .collect();
-    v.sort();
-    v
+    open_fd_list()
+        .into_iter()
+        .map(
+            |fd| match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+                Ok(target) => format!("{fd} -> {}", target.display()),
+                Err(_) => format!("{fd}"),
+            },
+        )
+        .collect()
 }
 
 /// False under a sanitizer (`scripts/sanitize.sh` sets `EVLOOP_SANITIZER`): its allocator quarantines
-/// freed memory, so resident-memory bounds say nothing there.
+/// freed memory, so resident-memory bounds say nothing there. False where [`vm_rss_kib`] cannot read it.
 pub fn rss_is_meaningful() -> bool {
-    std::env::var_os("EVLOOP_SANITIZER").is_none()
+    cfg!(any(target_os = "linux", target_os = "android"))
+        && std::env::var_os("EVLOOP_SANITIZER").is_none()
 }
 
 /// Makes the kernel answer with RST instead of FIN when the socket `fd` is closed.
