@@ -388,13 +388,15 @@ impl Buffer {
         Ok(n)
     }
 
-    /// One `sendmsg` (or `writev`, for a non-socket) of the front chunks to `fd`; drains what was written and returns the count.
-    pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// One `sendmsg` (or `writev`, for a non-socket) of the front chunks (at most `MAX_IOV` of them)
+    /// to `fd`; drains what was written. Returns the count and how many bytes were offered: only a
+    /// count below the offer proves the socket's buffer full (an offer cut at `MAX_IOV` chunks is not).
+    pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
         let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; MAX_IOV];
-        let mut cnt = 0;
+        let (mut cnt, mut offered) = (0, 0);
         for c in self.chunks() {
             if cnt == MAX_IOV {
                 break;
@@ -403,10 +405,11 @@ impl Buffer {
                 iov_base: c.as_ptr() as *mut libc::c_void,
                 iov_len: c.len(),
             };
+            offered += c.len();
             cnt += 1;
         }
         if cnt == 0 {
-            return Ok(0);
+            return Ok((0, 0));
         }
         // SAFETY: an all-zero msghdr is valid (no address, no control data).
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -426,7 +429,7 @@ impl Buffer {
             }
         })? as usize;
         self.drain(n);
-        Ok(n)
+        Ok((n, offered))
     }
 }
 
