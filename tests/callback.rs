@@ -656,6 +656,72 @@ fn output_in_more_chunks_than_one_write_takes_is_written_without_a_new_edge() {
     });
 }
 
+/// libevent's `bufferevent_enable(EV_READ)` after a disable resumes with what is already in the
+/// socket: data and the peer's EOF that arrived (their edges spent) while reading was disabled are
+/// delivered once reading is enabled again, from outside the loop and from a callback.
+#[test]
+fn enabling_read_delivers_data_and_eof_that_arrived_while_disabled() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        for from_callback in [false, true] {
+            let (a, mut b) = pair();
+            let bev = BufferEvent::socket(&base, a, true).unwrap();
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let eof = Rc::new(Cell::new(false));
+            let g = got.clone();
+            bev.set_read_cb(move |bev| {
+                let mut input = bev.input();
+                g.borrow_mut().extend_from_slice(&input.to_vec());
+                input.clear();
+            });
+            let e = eof.clone();
+            bev.set_event_cb(move |bev, what| {
+                e.set(what == BevFlags::EOF | BevFlags::READING);
+                bev.base().loopexit(None);
+            });
+            // First bytes read, then reading disabled; the rest and the EOF arrive meanwhile.
+            bev.enable(Flags::READ);
+            b.write_all(b"first ").unwrap();
+            base.loopexit(Some(Duration::from_millis(50)));
+            base.dispatch();
+            assert_eq!(
+                &got.borrow()[..],
+                b"first ",
+                "from_callback={from_callback}"
+            );
+            bev.disable(Flags::READ);
+            b.write_all(b"second").unwrap();
+            b.shutdown(Shutdown::Write).unwrap();
+            base.loopexit(Some(Duration::from_millis(50)));
+            base.dispatch(); // the edges arrive and are spent while reading is off
+            assert_eq!(&got.borrow()[..], b"first ", "read while disabled");
+            assert!(!eof.get(), "EOF reported while reading was disabled");
+            let timer = if from_callback {
+                let bev = bev.clone();
+                let t = Event::timer(&base, move |_, _| bev.enable(Flags::READ));
+                t.add(Some(Duration::from_millis(10))).unwrap();
+                Some(t)
+            } else {
+                bev.enable(Flags::READ);
+                None
+            };
+            base.loopexit(Some(Duration::from_secs(5)));
+            base.dispatch();
+            assert_eq!(
+                &got.borrow()[..],
+                b"first second",
+                "from_callback={from_callback}"
+            );
+            assert!(
+                eof.get(),
+                "no EOF after enabling (from_callback={from_callback})"
+            );
+            drop(timer);
+            bev.free();
+        }
+    });
+}
+
 /// A buffer event writing to a peer that reset gets `ERROR` through its event callback; the write never
 /// raises `SIGPIPE` (checked in a child process with SIGPIPE's default, fatal, disposition restored).
 #[test]
