@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use evloop::event::{BevFlags, BufferEvent, Event, EventBase, Flags, Listener};
+use evloop::event::{BevFlags, Buffer, BufferEvent, Event, EventBase, Flags, Listener};
 use util::{cpu_time_thread, with_deadline, TEST_LIMIT};
 
 /// A non-blocking socket pair.
@@ -583,6 +583,142 @@ fn high_watermark_bounds_buffers_without_spinning() {
             "the paused loop used {spent:?} of CPU in 300 ms"
         );
         bev.free();
+    });
+}
+
+/// Output held in more chunks than one `sendmsg` takes (64) is written in full to a socket with
+/// room for all of it. One write takes the first 64 chunks whole; that is no proof the socket is
+/// full, so the rest must go without waiting for a write edge (none comes while the peer does not
+/// read). This used to stall `examples/rot13_callback.rs` for good after a client paused it.
+#[test]
+fn output_in_more_chunks_than_one_write_takes_is_written_without_a_new_edge() {
+    with_deadline(TEST_LIMIT, || {
+        const PIECES: usize = 100;
+        const PIECE: usize = 2100; // above the size `append_buffer` copies: each stays its own chunk
+        let base = EventBase::new().unwrap();
+        let (a, mut b) = pair();
+        let room: libc::c_int = 1 << 20;
+        // SAFETY: `a` is a live socket; the option value is a c_int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&room as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt(SO_SNDBUF): {}",
+            std::io::Error::last_os_error()
+        );
+        let bev = BufferEvent::socket(&base, a, true).unwrap();
+        let mut want = Vec::new();
+        for i in 0..PIECES {
+            let piece = vec![i as u8; PIECE];
+            want.extend_from_slice(&piece);
+            let mut one = Buffer::new();
+            one.append(&piece);
+            bev.output().append_buffer(&mut one);
+        }
+        assert!(
+            bev.output().chunks().count() > 64,
+            "the output is not split as meant"
+        );
+        bev.set_write_cb(|bev| bev.base().loopexit(None)); // the output is empty
+        base.loopexit(Some(Duration::from_secs(5)));
+        base.dispatch();
+        assert_eq!(
+            bev.output().len(),
+            0,
+            "the buffer event stopped writing with output waiting and room in the socket"
+        );
+        // Everything arrived, in order.
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match std::io::Read::read(&mut b, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert!(
+            got == want,
+            "the peer got {} of {} bytes",
+            got.len(),
+            want.len()
+        );
+        bev.free();
+    });
+}
+
+/// libevent's `bufferevent_enable(EV_READ)` after a disable resumes with what is already in the
+/// socket: data and the peer's EOF that arrived (their edges spent) while reading was disabled are
+/// delivered once reading is enabled again, from outside the loop and from a callback.
+#[test]
+fn enabling_read_delivers_data_and_eof_that_arrived_while_disabled() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        for from_callback in [false, true] {
+            let (a, mut b) = pair();
+            let bev = BufferEvent::socket(&base, a, true).unwrap();
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let eof = Rc::new(Cell::new(false));
+            let g = got.clone();
+            bev.set_read_cb(move |bev| {
+                let mut input = bev.input();
+                g.borrow_mut().extend_from_slice(&input.to_vec());
+                input.clear();
+            });
+            let e = eof.clone();
+            bev.set_event_cb(move |bev, what| {
+                e.set(what == BevFlags::EOF | BevFlags::READING);
+                bev.base().loopexit(None);
+            });
+            // First bytes read, then reading disabled; the rest and the EOF arrive meanwhile.
+            bev.enable(Flags::READ);
+            b.write_all(b"first ").unwrap();
+            base.loopexit(Some(Duration::from_millis(50)));
+            base.dispatch();
+            assert_eq!(
+                &got.borrow()[..],
+                b"first ",
+                "from_callback={from_callback}"
+            );
+            bev.disable(Flags::READ);
+            b.write_all(b"second").unwrap();
+            b.shutdown(Shutdown::Write).unwrap();
+            base.loopexit(Some(Duration::from_millis(50)));
+            base.dispatch(); // the edges arrive and are spent while reading is off
+            assert_eq!(&got.borrow()[..], b"first ", "read while disabled");
+            assert!(!eof.get(), "EOF reported while reading was disabled");
+            let timer = if from_callback {
+                let bev = bev.clone();
+                let t = Event::timer(&base, move |_, _| bev.enable(Flags::READ));
+                t.add(Some(Duration::from_millis(10))).unwrap();
+                Some(t)
+            } else {
+                bev.enable(Flags::READ);
+                None
+            };
+            base.loopexit(Some(Duration::from_secs(5)));
+            base.dispatch();
+            assert_eq!(
+                &got.borrow()[..],
+                b"first second",
+                "from_callback={from_callback}"
+            );
+            assert!(
+                eof.get(),
+                "no EOF after enabling (from_callback={from_callback})"
+            );
+            drop(timer);
+            bev.free();
+        }
     });
 }
 

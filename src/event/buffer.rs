@@ -389,12 +389,14 @@ impl Buffer {
         Ok(n)
     }
 
-    /// One `sendmsg` (or `writev`, for a non-socket) of the front chunks to `fd`; drains what was written and returns the count.
-    pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// One `sendmsg` (or `writev`, for a non-socket) of the front chunks (at most `MAX_IOV` of them)
+    /// to `fd`; drains what was written. Returns the count and how many bytes were offered: only a
+    /// count below the offer proves the socket's buffer full (an offer cut at `MAX_IOV` chunks is not).
+    pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
         // Left uninitialised beyond `cnt`: zeroing all 64 entries (1 KiB) cost more than the rest of
         // this function when there is one chunk to send, the common case.
         let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
-        let mut cnt = 0;
+        let (mut cnt, mut offered) = (0, 0);
         for c in self.chunks() {
             if cnt == MAX_IOV {
                 break;
@@ -403,11 +405,12 @@ impl Buffer {
                 iov_base: c.as_ptr() as *mut libc::c_void,
                 iov_len: c.len(),
             });
+            offered += c.len();
             cnt += 1;
         }
         let iov = iov.as_mut_ptr().cast::<libc::iovec>();
         if cnt == 0 {
-            return Ok(0);
+            return Ok((0, 0));
         }
         // SAFETY: an all-zero msghdr is valid (no address, no control data).
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -427,7 +430,7 @@ impl Buffer {
             }
         })? as usize;
         self.drain(n);
-        Ok(n)
+        Ok((n, offered))
     }
 }
 

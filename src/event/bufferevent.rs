@@ -5,8 +5,9 @@
 //! writing never cost an `epoll_ctl`. A read that returns fewer bytes than asked proves the socket
 //! drained, so readiness is cleared without the extra `read` that would return `EAGAIN`. When a read
 //! callback leaves data in the output, it is written right after the callback, in one `writev`; only
-//! an incomplete write waits for write readiness. A steady echo thus costs one `read` and one `writev`
-//! per message plus a share of `epoll_wait`.
+//! a write the kernel cuts short (fewer bytes than offered: the socket's buffer is full) waits for
+//! write readiness; output longer than one `writev` takes is written on at once. A steady echo thus
+//! costs one `read` and one `writev` per message plus a share of `epoll_wait`.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The driver of a [`BufferEvent`](super::BufferEvent): what runs when its socket is ready or a timer
 //! fires. One read per run (a short read clears readiness), the read callback, then one `writev` of
-//! whatever output is waiting; an incomplete write waits for write readiness.
+//! whatever output is waiting; a write the socket cut short waits for write readiness (one cut at
+//! `MAX_IOV` chunks runs again at once).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -133,15 +134,22 @@ impl Inner {
         };
         let res = self.output.borrow_mut().write_to_fd(self.fd);
         match res {
-            Ok(_) => {
+            Ok((n, offered)) => {
                 if self.timeouts.get().1.is_some() {
                     self.last_write.set(crate::time::now());
                 }
                 let left = self.output.borrow().len();
                 let mut more = false;
                 if left > 0 {
-                    self.source.clear_readiness(ev); // a short write proves the socket's buffer full
-                    more = self.source.poll_ready(Direction::Write, &mut cx).is_ready();
+                    if n < offered {
+                        // A short write proves the socket's buffer full: wait for its next edge.
+                        self.source.clear_readiness(ev);
+                        more = self.source.poll_ready(Direction::Write, &mut cx).is_ready();
+                    } else {
+                        // All that was offered went (the offer stops at `MAX_IOV` chunks): the
+                        // socket may take more, and no edge would come to say so.
+                        more = true;
+                    }
                     self.arm_write_timer();
                 } else {
                     self.write_waiting.set(false);
