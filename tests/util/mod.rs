@@ -951,14 +951,19 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
         .and_then(Path::parent)
         .expect("the test binary is in <profile>/deps");
     let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-    // Cargo gives integration tests `<target dir>/tmp`; a directory between the target directory
-    // and the profile's is the `--target` triple's.
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR is inside the target directory");
+    // `<target dir>/<profile>`, or `<target dir>/<triple>/<profile>` for a `--target` build (the
+    // sanitizer runs): a directory named like a triple (arch-vendor-os…) inside a cargo target
+    // directory (one with a CACHEDIR.TAG) is the triple's.
     let above = profile_dir.parent().expect("a target directory");
-    let same = |a: &Path, b: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
-    let triple = (!same(above, target_dir)).then(|| above.file_name().unwrap().to_str().unwrap());
+    let above_name = above.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let triple = above
+        .parent()
+        .filter(|dir| above_name.matches('-').count() >= 2 && dir.join("CACHEDIR.TAG").exists())
+        .map(|_| above_name);
+    let target_dir = match triple {
+        Some(_) => above.parent().unwrap(),
+        None => above,
+    };
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let missing: Vec<&str> = names
         .iter()
