@@ -9,7 +9,7 @@ mod util;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use evloop::net::TcpStream;
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -296,12 +296,12 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
             let mut s = std::net::TcpStream::connect(server.addr).unwrap();
             s.set_nonblocking(true).unwrap();
             let chunk = line.repeat(1024);
-            let (mut sent, mut last_progress) = (0, Instant::now());
+            let (mut sent, mut last_progress) = (0, std::time::Instant::now());
             while sent < MAX_SENT && last_progress.elapsed() < Duration::from_millis(500) {
                 match s.write(&chunk[sent % chunk.len()..]) {
                     Ok(n) => {
                         sent += n;
-                        last_progress = Instant::now();
+                        last_progress = std::time::Instant::now();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));
