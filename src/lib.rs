@@ -68,7 +68,7 @@
 //! | the runtime clock [`time::now`]; paused time (feature `test-util`) | `src/time/clock.rs` |
 //! | `Async<T>` for any file descriptor | `src/io.rs` |
 //! | `spawn_blocking` | `src/blocking.rs` |
-//! | files and directories on the blocking pool: `fs::File`, `OpenOptions`, `read_dir`, `read`, `write`, ... | `src/fs/{mod,file,open_options,read_dir}.rs` |
+//! | files and directories on the blocking pool: `fs::File`, `OpenOptions`, `read_dir`, `read`, `write`, ... | `src/fs/{mod,file,write_queue,open_options,read_dir}.rs` |
 //! | TCP, UDP, Unix sockets; `ToSocketAddrs`; accept backoff | `src/net/{tcp,udp,unix}.rs`, `src/net/{addr,accept,socket}.rs` |
 //! | the libevent-style callback API | `src/event/` |
 //! | signals | `src/signal.rs` |

@@ -392,6 +392,59 @@ fn a_file_dropped_mid_write_keeps_all_its_bytes() {
     });
 }
 
+#[test]
+fn small_writes_queued_behind_the_one_in_flight_keep_their_order() {
+    on_both_flavors(TEST_LIMIT, || async {
+        let dir = TempDir::new("fs-queue");
+        // Odd sizes, so that pieces straddle the queue's limit and the chunk size.
+        let sizes = [1, 4093, 65_536, 7, 300_001, 12_289];
+        let mut expected = Vec::new();
+        let path = dir.join("pieces");
+        let mut file = File::create(&path).await.unwrap();
+        for i in 0..400 {
+            let piece = pattern(i, sizes[i % sizes.len()]);
+            file.write_all(&piece).await.unwrap();
+            expected.extend_from_slice(&piece);
+        }
+        file.close().await.unwrap();
+        assert!(
+            expected.len() > 3 * fs::CHUNK_SIZE,
+            "the test must outrun the queue"
+        );
+        let back = fs::read(&path).await.unwrap();
+        assert_eq!(back.len(), expected.len());
+        assert!(
+            back == expected,
+            "the pieces came back out of order or changed"
+        );
+
+        // Dropped with pieces still queued: the pool writes them all.
+        let path = dir.join("dropped-pieces");
+        let mut file = File::create(&path).await.unwrap();
+        for piece in expected.chunks(65_536) {
+            file.write_all(piece).await.unwrap();
+        }
+        drop(file);
+        let start = Instant::now();
+        while std::fs::metadata(&path).unwrap().len() < expected.len() as u64 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "queued bytes were lost with the dropped file"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut back = Vec::new();
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(
+            back == expected,
+            "the bytes on disk differ from those written"
+        );
+    });
+}
+
 /// Writing to /dev/full fails with ENOSPC. Linux-only: macOS and OpenBSD have no /dev/full (FreeBSD and
 /// NetBSD have one).
 #[cfg(target_os = "linux")]
@@ -407,10 +460,15 @@ fn flush_and_the_next_write_report_a_failed_write() {
         assert!(e.to_string().starts_with("could not write to"), "{e}");
         full.flush().await.unwrap(); // reported once
 
-        // Without a flush, the next operation reports it: another write, or a sync.
+        // Without a flush, a later operation reports it: the next write, unless that write was queued
+        // behind the failing one (then its bytes are dropped with it and the flush reports it), or a sync.
         full.write_all(b"again").await.unwrap();
-        let e = full.write_all(b"and again").await.unwrap_err();
+        let e = match full.write_all(b"and again").await {
+            Err(e) => e,
+            Ok(()) => full.flush().await.unwrap_err(),
+        };
         assert_eq!(os_code(&e), Some(libc::ENOSPC), "{e}");
+        full.flush().await.unwrap(); // reported once, for both writes
         full.write_all(b"once more").await.unwrap();
         let e = full.sync_all().await.unwrap_err();
         assert_eq!(os_code(&e), Some(libc::ENOSPC), "{e}");

@@ -6,10 +6,13 @@
 //! handle to the `std::fs::File`) and does one read, write or seek. Every operation first waits for the
 //! job in flight:
 //!
-//! - `poll_write` waits for the previous job, copies up to [`CHUNK_SIZE`] bytes into the buffer, starts
-//!   the blocking `write_all` and returns at once: the bytes are now the job's. The *next* operation (or
-//!   `flush`/`close`, or `sync_all`) waits for it and reports its error. A `File` dropped with a write in
-//!   flight does not cancel it: the job owns everything it needs and finishes on its own.
+//! - `poll_write` copies up to [`CHUNK_SIZE`] bytes into the buffer, starts the blocking `write_all` and
+//!   returns at once: the bytes are now the job's. A write that finds that job still running appends to
+//!   its [write queue](super::write_queue) instead (up to another [`CHUNK_SIZE`]), which the job writes
+//!   before it ends, so a writer of small pieces pays one hop per batch, not per piece. The next other
+//!   operation (or `flush`/`close`, or `sync_all`) waits for the job and reports its error. A `File`
+//!   dropped with a write in flight does not cancel it: the job owns everything it needs, queue
+//!   included, and finishes on its own.
 //! - `poll_read` returns buffered bytes if there are any, else starts one blocking `read` of up to
 //!   [`CHUNK_SIZE`] bytes. On a regular file it reads ahead: at least 64 KiB, doubling with every read
 //!   that comes back full up to [`CHUNK_SIZE`], so a reader with small buffers still pays one hop per
@@ -22,7 +25,8 @@
 //!   position subtracts the unread bytes; a write, `set_len` or [`into_std`](File::into_std) first seeks
 //!   back over them.
 //!
-//! Memory per `File` is one buffer of at most [`CHUNK_SIZE`], whatever the size of the file.
+//! Memory per `File` is one buffer of at most [`CHUNK_SIZE`], and a second (the queue) while writing,
+//! whatever the size of the file.
 
 use std::fs::File as StdFile;
 use std::future::{poll_fn, Future};
@@ -34,6 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::{fmt, mem};
 
+use super::write_queue::{Push, WriteQueue};
 use super::{asyncify, path_error, Metadata, OpenOptions, Permissions};
 use crate::blocking::spawn_blocking;
 use crate::task::JoinHandle;
@@ -94,9 +99,11 @@ fn read_cached(file: &StdFile, dst: &mut [u8]) -> Cached {
 ///
 /// Opened with [`File::open`], [`File::create`] or [`File::options`]. Reads and writes go through one
 /// buffer of at most [`CHUNK_SIZE`] bytes, which one blocking job at a time owns: each operation waits
-/// for the job in flight, then starts its own. A write moves at most [`CHUNK_SIZE`] bytes per hop; a
-/// read on a regular file reads ahead, at least 64 KiB, doubling with each full read up to
-/// [`CHUNK_SIZE`] (and back to 64 KiB after a seek), so small reads still cost one hop per large chunk.
+/// for the job in flight, then starts its own, except that writes made while a write job runs queue
+/// behind it (up to another [`CHUNK_SIZE`]) and that job writes them too, so one hop carries whatever
+/// the writer produced while the pool was busy. A read on a regular file reads ahead, at least 64 KiB,
+/// doubling with each full read up to [`CHUNK_SIZE`] (and back to 64 KiB after a seek), so small
+/// reads still cost one hop per large chunk.
 /// On Linux, data already in the page cache is read on the spot (`preadv2` with `RWF_NOWAIT`, up to
 /// 256 KiB per call), without a hop; only reads that would wait for the disk go to the pool.
 ///
@@ -105,7 +112,8 @@ fn read_cached(file: &StdFile, dst: &mut [u8]) -> Cached {
 /// `flush` (`AsyncWriteExt::flush`), by `close` and by
 /// [`sync_all`](File::sync_all). Call `flush` (or `close`) before dropping a file whose write errors
 /// matter: a `File` dropped with a write in flight still completes that write, but nobody is left to
-/// hear of its failure.
+/// hear of its failure. After a failed write, the bytes queued behind it are dropped, not written
+/// past the hole; the one error reported stands for them too.
 ///
 /// # Caveats
 /// - Reading ahead moves the OS file offset up to [`CHUNK_SIZE`] past the position this `File` reports.
@@ -159,6 +167,8 @@ struct Inner {
     /// Linux: whether to try [`read_cached`] first; cleared if the kernel or file system lacks it.
     #[cfg(target_os = "linux")]
     try_cached: bool,
+    /// Bytes written while a write job runs wait here for that job (shared with it).
+    queue: Arc<WriteQueue>,
 }
 
 enum State {
@@ -188,10 +198,10 @@ enum Op {
 
 /// The bytes of one operation.
 #[derive(Default)]
-struct Buf {
-    /// Storage; its length only grows (zero-filled as it does, up to [`CHUNK_SIZE`]), so reads reuse it
-    /// without clearing it.
-    bytes: Vec<u8>,
+pub(super) struct Buf {
+    /// Storage; reads grow it (zero-filling as they do, up to [`CHUNK_SIZE`]) and reuse it without
+    /// clearing it. A write job may swap it with the [write queue](WriteQueue)'s buffer.
+    pub(super) bytes: Vec<u8>,
     /// Read data not yet handed to the caller is `bytes[pos..end]`; data to write is `bytes[..end]`.
     pos: usize,
     end: usize,
@@ -276,11 +286,13 @@ fn read_job(
     )
 }
 
-/// The blocking part of a write: all of `bytes[..end]`, after seeking back over discarded read-ahead.
-fn write_job(file: &StdFile, mut buf: Buf) -> (Op, Buf) {
-    let result = buf
+/// The blocking part of a write: all of `bytes[..end]`, after seeking back over discarded read-ahead,
+/// then whatever `poll_write` queued meanwhile (see [`WriteQueue::drain`]).
+fn write_job(file: &StdFile, mut buf: Buf, queue: &WriteQueue) -> (Op, Buf) {
+    let first = buf
         .apply_rewind(file)
         .and_then(|()| (&*file).write_all(&buf.bytes[..buf.end]));
+    let result = queue.drain(file, &mut buf, first);
     buf.end = 0;
     (Op::Write(result), buf)
 }
@@ -315,6 +327,7 @@ impl Inner {
             regular: None,
             #[cfg(target_os = "linux")]
             try_cached: true,
+            queue: Arc::default(),
         }
     }
 
@@ -376,6 +389,13 @@ impl Inner {
         let buf = self.take_buf();
         let file = file.clone();
         self.state = State::Busy(spawn_blocking(move || job(&file, buf)));
+    }
+
+    /// Starts a write job for the bytes in the idle buffer; later writes queue behind it.
+    fn start_write(&mut self, file: &Arc<StdFile>) {
+        let queue = self.queue.clone();
+        queue.start_draining();
+        self.start(file, move |f, buf| write_job(f, buf, &queue));
     }
 }
 
@@ -644,6 +664,15 @@ impl futures_io::AsyncWrite for File {
     ) -> Poll<io::Result<usize>> {
         let File { std, inner, path } = self.get_mut();
         let inner = inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if !src.is_empty() && matches!(inner.state, State::Busy(_)) {
+            // Queueing never waits, like a cached read: it spends the task's budget instead.
+            ready!(crate::coop::poll_proceed(cx));
+            match inner.queue.push(src, cx.waker()) {
+                Push::Queued(n) => return Poll::Ready(Ok(n)),
+                Push::Full => return Poll::Pending,
+                Push::NotDraining => {}
+            }
+        }
         if let Err(e) = ready!(inner.poll_settle(cx)) {
             return Poll::Ready(Err(write_error(path, std, e)));
         }
@@ -657,7 +686,7 @@ impl futures_io::AsyncWrite for File {
             buf.storage(n).copy_from_slice(&src[..n]);
             buf.end = n;
         }
-        inner.start(std, write_job);
+        inner.start_write(std);
         Poll::Ready(Ok(n))
     }
 

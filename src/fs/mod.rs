@@ -54,6 +54,7 @@ use crate::blocking::spawn_blocking;
 mod file;
 mod open_options;
 mod read_dir;
+mod write_queue;
 
 pub use file::{File, CHUNK_SIZE};
 pub use open_options::OpenOptions;
