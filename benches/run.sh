@@ -170,7 +170,9 @@ SCENARIOS=(
 # startup, accepting, the wait probe and shutdown cancelled out. Same for the microbenchmarks
 # (`micro --iters N`, one case and one runtime per process). Instruction counts do not depend on the
 # machine's load, but wrap the script in `flock` where others benchmark too (it shares their cores).
-# Connection counts: INSTR_CONNS="50 1000" in the environment.
+# Connection counts: INSTR_CONNS="50 1000" in the environment. INSTR_CACHE=1 also simulates the caches
+# (callgrind --cache-sim=yes, the host's cache sizes): each cell then adds the L1 data misses and the
+# last-level misses (reads + writes) per round trip, as "instructions (D1 misses / LL misses)".
 if ((INSTRUCTIONS)); then
     command -v valgrind >/dev/null || { echo "run.sh: --instructions needs valgrind (apt-get install valgrind)" >&2; exit 1; }
     OUT="$TARGET/bench-results/instr-$(date +%Y%m%d-%H%M%S)"
@@ -180,13 +182,20 @@ if ((INSTRUCTIONS)); then
     SPID=""
     trap 'if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi' EXIT
     callgrind_total() { grep -E '^(summary|totals):' "$1" | tail -1 | awk '{print $2}'; }
+    # The totals as "Ir D1-misses LL-misses" (cache simulation) or "Ir" (without).
+    callgrind_fields() {
+        grep -E '^(summary|totals):' "$1" | tail -1 |
+            awk -v cache="${INSTR_CACHE:-0}" '{ if (cache == 1) print $2, $6 + $7, $9 + $10; else print $2 }'
+    }
+    CG_OPTS=()
+    if [ "${INSTR_CACHE:-0}" = 1 ]; then CG_OPTS=(--cache-sim=yes); fi
     instr_run() { # label conns rts -> prints the server's instruction total
         local label=$1 conns=$2 rts=$3 port cmd f
         port=$((7400 + RANDOM % 900))
         while "$ECHO" wait --addr "127.0.0.1:$port" --timeout 0 2>/dev/null; do port=$((port + 1)); done
         f="$OUT/cg-$label-$conns-$rts.out"
         read -r -a cmd <<<"$(server_cmd "$label")"
-        taskset -c 0 valgrind -q --tool=callgrind --callgrind-out-file="$f" "${cmd[@]}" \
+        taskset -c 0 valgrind -q --tool=callgrind "${CG_OPTS[@]}" --callgrind-out-file="$f" "${cmd[@]}" \
             --addr "127.0.0.1:$port" >>"$OUT/server-$label.log" 2>&1 &
         SPID=$!
         "$ECHO" wait --addr "127.0.0.1:$port" --timeout 60 2>>"$OUT/run.log" || { echo "$label did not start" >&2; return 1; }
@@ -194,7 +203,7 @@ if ((INSTRUCTIONS)); then
             --type pp --size 64 --conns "$conns" --rts "$rts" >>"$OUT/client.log" 2>>"$OUT/run.log" ||
             { echo "$label: client failed (see $OUT/run.log)" >&2; kill "$SPID"; wait "$SPID"; SPID=""; return 1; }
         kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=""
-        callgrind_total "$f"
+        callgrind_fields "$f"
     }
     echo "== instructions per round trip: ($RTS_LONG - $RTS_SHORT round trips), servers: ${SERVERS[*]}"
     TABLE="$OUT/instructions.md"
@@ -206,7 +215,11 @@ if ((INSTRUCTIONS)); then
         row="| $s |"
         for c in $INSTR_CONNS; do
             a=$(instr_run "$s" "$c" "$RTS_SHORT") && b=$(instr_run "$s" "$c" "$RTS_LONG") &&
-                v=$(awk -v a="$a" -v b="$b" -v n=$((RTS_LONG - RTS_SHORT)) 'BEGIN{printf "%.0f", (b-a)/n}') ||
+                v=$(awk -v a="$a" -v b="$b" -v n=$((RTS_LONG - RTS_SHORT)) 'BEGIN {
+                    split(a, x, " "); split(b, y, " ")
+                    printf "%.0f", (y[1] - x[1]) / n
+                    if (3 in y) printf " (%.1f / %.2f)", (y[2] - x[2]) / n, (y[3] - x[3]) / n
+                }') ||
                 v="failed"
             echo "   $s, $c conns: $v instructions per round trip (totals $a, $b)"
             row="$row $v |"
