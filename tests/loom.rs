@@ -414,3 +414,28 @@ fn a_worker_woken_while_the_driver_blocks_uncapped_makes_it_cap() {
         sleeper.join().unwrap();
     });
 }
+
+/// A worker counts itself as a sleeper under the same lock that lists it: a waker that takes it off
+/// the list (here `notify_all`, at shutdown) and then uncounts it never finds the count without it.
+/// Counted after the unlock, the count wrapped to `usize::MAX` in between, and `block_cap`'s `+ 1`
+/// overflowed (found by the ThreadSanitizer run); this model sees the wrapped count.
+#[test]
+fn the_sleeper_count_never_misses_a_listed_sleeper() {
+    loom::model(|| {
+        let idle = Arc::new(Idle::new(1));
+        let stop = Arc::new(AtomicUsize::new(0));
+        let sleeper = {
+            let (idle, stop) = (idle.clone(), stop.clone());
+            thread::spawn(move || {
+                idle.register(0);
+                idle.park(0, || false, || stop.load(SeqCst) != 0);
+            })
+        };
+        stop.store(1, SeqCst);
+        idle.notify_all(|| {});
+        let count = idle.sleeper_count();
+        assert!(count <= 1, "sleeper count {count} with one worker");
+        sleeper.join().unwrap();
+        assert_eq!(idle.sleeper_count(), 0);
+    });
+}

@@ -179,6 +179,12 @@ impl Idle {
         notify_reactor();
     }
 
+    /// The sleeper count, for the loom models.
+    #[cfg(loom)]
+    pub(crate) fn sleeper_count(&self) -> usize {
+        self.num_sleepers.load(SeqCst)
+    }
+
     /// Takes the last listed sleeper off the list and unparks it; false if the list was empty.
     fn wake_a_sleeper(&self) -> bool {
         let popped = lock(&self.sleepers).pop();

@@ -53,6 +53,11 @@ impl Idle {
         self.0.park(i, has_work, stop)
     }
 
+    /// How many workers the sleeper count says are parked (`idle::Idle::num_sleepers`).
+    pub fn sleeper_count(&self) -> usize {
+        self.0.sleeper_count()
+    }
+
     /// Whether the driver's next poll may block without a cap (`idle::Idle::block_cap` is `None`).
     pub fn block_uncapped(&self) -> bool {
         self.0.block_cap().is_none()
