@@ -25,12 +25,13 @@ use crate::coop;
 use crate::sys::{self, Events, Interest, Poller};
 use crate::time::driver::TimerStore;
 
-/// Readiness bits kept in `Source::state` (below the tick).
-const READABLE: usize = 1 << 0;
-const WRITABLE: usize = 1 << 1;
-const READ_CLOSED: usize = 1 << 2;
-const WRITE_CLOSED: usize = 1 << 3;
-const ERROR: usize = 1 << 4;
+/// Readiness bits kept in `Source::state` (below the tick): the poller's own event flags, so that an
+/// event is stored as it comes.
+const READABLE: usize = sys::READABLE as usize;
+const WRITABLE: usize = sys::WRITABLE as usize;
+const READ_CLOSED: usize = sys::READ_CLOSED as usize;
+const WRITE_CLOSED: usize = sys::WRITE_CLOSED as usize;
+const ERROR: usize = sys::ERROR as usize;
 /// The tick lives above the readiness bits.
 const TICK_SHIFT: u32 = 16;
 const BITS_MASK: usize = (1 << TICK_SHIFT) - 1;
@@ -250,23 +251,7 @@ impl Reactor {
                 if source.key != ev.key {
                     continue; // a stale event for a source that is gone
                 }
-                let mut bits = 0;
-                if ev.readable {
-                    bits |= READABLE;
-                }
-                if ev.writable {
-                    bits |= WRITABLE;
-                }
-                if ev.read_closed {
-                    bits |= READ_CLOSED;
-                }
-                if ev.write_closed {
-                    bits |= WRITE_CLOSED;
-                }
-                if ev.error {
-                    bits |= ERROR;
-                }
-                source.set_readiness(bits, tick, wakers);
+                source.set_readiness(ev.ready as usize, tick, wakers);
             }
         }
 

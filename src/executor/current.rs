@@ -207,7 +207,8 @@ impl Core {
         }
     }
 
-    /// Whether the `block_on` future has been woken, from here or elsewhere.
+    /// Whether the `block_on` future has been woken, from here or elsewhere. Asked after every task.
+    #[inline]
     fn main_woken(&self) -> bool {
         self.main_woken_here.get() || self.shared.main_woken.load(Ordering::Relaxed)
     }
@@ -276,6 +277,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn next_task(&self) -> Option<Runnable> {
         if let Some(r) = self.queue.borrow_mut().pop_front() {
             return Some(r);

@@ -201,23 +201,26 @@ impl std::fmt::Debug for Events {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Event {
     pub(crate) key: usize,
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    pub(crate) read_closed: bool,
-    pub(crate) write_closed: bool,
-    pub(crate) error: bool,
+    /// `sys::READABLE`, `WRITABLE`, ... or'ed together.
+    pub(crate) ready: u8,
 }
 
 impl Event {
+    #[inline]
     fn from_flags(key: usize, f: libc::c_int) -> Event {
         let has = |bit: libc::c_int| f & bit != 0;
-        Event {
-            key,
-            readable: has(libc::EPOLLIN) || has(libc::EPOLLPRI),
-            writable: has(libc::EPOLLOUT),
-            read_closed: has(libc::EPOLLHUP) || (has(libc::EPOLLIN) && has(libc::EPOLLRDHUP)),
-            write_closed: has(libc::EPOLLHUP) || (has(libc::EPOLLOUT) && has(libc::EPOLLERR)),
-            error: has(libc::EPOLLERR),
-        }
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let ready = flag(has(libc::EPOLLIN | libc::EPOLLPRI), super::READABLE)
+            | flag(has(libc::EPOLLOUT), super::WRITABLE)
+            | flag(
+                has(libc::EPOLLHUP) || (has(libc::EPOLLIN) && has(libc::EPOLLRDHUP)),
+                super::READ_CLOSED,
+            )
+            | flag(
+                has(libc::EPOLLHUP) || (has(libc::EPOLLOUT) && has(libc::EPOLLERR)),
+                super::WRITE_CLOSED,
+            )
+            | flag(has(libc::EPOLLERR), super::ERROR);
+        Event { key, ready }
     }
 }

@@ -386,16 +386,10 @@ impl std::fmt::Debug for Events {
 pub(crate) struct Event {
     /// The key given to `add`/`modify`.
     pub(crate) key: usize,
-    /// The read filter fired: data, a connection to accept, or EOF.
-    pub(crate) readable: bool,
-    /// The write filter fired: there is room to write.
-    pub(crate) writable: bool,
-    /// The peer will send nothing more (`EV_EOF` on the read filter).
-    pub(crate) read_closed: bool,
-    /// Writing can no longer succeed (`EV_EOF` on the write filter).
-    pub(crate) write_closed: bool,
-    /// The kernel reported an error: `EV_ERROR`, or `EV_EOF` with a socket error in `fflags`.
-    pub(crate) error: bool,
+    /// `sys::READABLE` (the read filter fired: data, a connection to accept, or EOF), `WRITABLE` (the
+    /// write filter fired), `READ_CLOSED` / `WRITE_CLOSED` (`EV_EOF` on that filter), `ERROR`
+    /// (`EV_ERROR`, or `EV_EOF` with a socket error in `fflags`), or'ed together.
+    pub(crate) ready: u8,
 }
 
 impl Event {
@@ -403,15 +397,17 @@ impl Event {
         let read = e.filter == libc::EVFILT_READ;
         let write = e.filter == libc::EVFILT_WRITE;
         let eof = e.flags & libc::EV_EOF != 0;
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        // A failed connect or a reset shows up as EOF with the socket error in `fflags`, where epoll
+        // would report EPOLLERR (mio reads it the same way).
+        let error = e.flags & libc::EV_ERROR != 0 || (eof && e.fflags != 0);
         Event {
             key: e.udata as usize,
-            readable: read,
-            writable: write,
-            read_closed: read && eof,
-            write_closed: write && eof,
-            // A failed connect or a reset shows up as EOF with the socket error in `fflags`, where epoll
-            // would report EPOLLERR (mio reads it the same way).
-            error: e.flags & libc::EV_ERROR != 0 || (eof && e.fflags != 0),
+            ready: flag(read, super::READABLE)
+                | flag(write, super::WRITABLE)
+                | flag(read && eof, super::READ_CLOSED)
+                | flag(write && eof, super::WRITE_CLOSED)
+                | flag(error, super::ERROR),
         }
     }
 }

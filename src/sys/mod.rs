@@ -15,8 +15,10 @@
 //!     a millisecond. An interrupted wait (EINTR) returns `Ok` with no events.
 //!   - `notify()`: makes a blocked or the next `wait` return, from any thread. Cheap to call repeatedly.
 //! - `Events`: a reusable buffer of returned events; `Events::with_capacity(n)`, `iter()`.
-//! - `Event`: `key`, and the flags `readable`, `writable`, `read_closed`, `write_closed`, `error`.
-//!   The notifier's own events never reach the caller.
+//! - `Event`: `key`, and `ready`: the flags [`READABLE`], [`WRITABLE`], [`READ_CLOSED`],
+//!   [`WRITE_CLOSED`] and [`ERROR`] or'ed together, the same bits the reactor keeps in a source's state, so
+//!   that an event reaches the state without a translation. The notifier's own events never reach the
+//!   caller.
 //!
 //! Registrations use [`Interest`], defined here since it is the same on every backend: which directions to
 //! watch and whether the kernel reports edges (each new readiness once) or levels (as long as it lasts).
@@ -28,6 +30,17 @@
 //! handler) uses [`errno`] and [`set_errno`], the one place that knows each platform's errno symbol.
 
 use std::io;
+
+/// `Event::ready`: data, a connection to accept, or EOF can be read.
+pub(crate) const READABLE: u8 = 1 << 0;
+/// `Event::ready`: there is room to write.
+pub(crate) const WRITABLE: u8 = 1 << 1;
+/// `Event::ready`: the peer will send nothing more.
+pub(crate) const READ_CLOSED: u8 = 1 << 2;
+/// `Event::ready`: writing can no longer succeed.
+pub(crate) const WRITE_CLOSED: u8 = 1 << 3;
+/// `Event::ready`: the kernel reported an error on the descriptor.
+pub(crate) const ERROR: u8 = 1 << 4;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod epoll;
