@@ -178,14 +178,14 @@ pub(crate) fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
 /// One `recv` into `buf`.
 fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = syscall(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+    let n = syscall(unsafe { crate::sys::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
     Ok(n as usize)
 }
 
 /// One `send` of `buf`, without `SIGPIPE`.
 fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-    let n = syscall(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })?;
+    let n = syscall(unsafe { crate::sys::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })?;
     Ok(n as usize)
 }
 
@@ -224,7 +224,7 @@ pub(crate) fn poll_read_uninit(
     source.poll_stream_io(Direction::Read, cx, buf.len(), || {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `recv` writes it and never reads it,
         // so whether it was initialized does not matter, and it never de-initializes a byte.
-        let n = syscall(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+        let n = syscall(unsafe { crate::sys::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
         Ok(n as usize)
     })
 }

@@ -30,6 +30,7 @@
 //! handler) uses [`errno`] and [`set_errno`], the one place that knows each platform's errno symbol.
 
 use std::io;
+use std::os::fd::RawFd;
 
 /// `Event::ready`: data, a connection to accept, or EOF can be read.
 pub(crate) const READABLE: u8 = 1 << 0;
@@ -78,6 +79,118 @@ pub(crate) use kqueue::{Events, Poller};
 )))]
 compile_error!("evloop supports Linux/Android (epoll) and macOS/iOS/BSD (kqueue) only");
 
+/// `recv(2)`: the hot read of every stream socket. Returns what the C call returns (`-1` with `errno`
+/// set on failure), so that [`syscall`] handles it like any other.
+///
+/// On Linux x86_64 and aarch64 it is the `recvfrom` system call itself ([`raw_syscall6`]) rather than
+/// libc's `recv`, which is a pthread cancellation point: in a process with more than one thread (every
+/// multi-thread runtime, and any program that ever used the blocking pool) glibc brackets each call
+/// with `__pthread_enable_asynccancel`/`__pthread_disable_asynccancel`, about 60 instructions, for a
+/// cancellation that Rust code cannot use safely anyway. The kernel does the same work either way.
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes.
+#[inline]
+pub(crate) unsafe fn recv(
+    fd: RawFd,
+    buf: *mut libc::c_void,
+    len: usize,
+    flags: libc::c_int,
+) -> isize {
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        let args = [fd as usize, buf as usize, len, flags as usize, 0, 0];
+        // SAFETY: recvfrom with a null address writes only `buf[..len]`, valid by the caller's contract.
+        unsafe { raw_syscall6(libc::SYS_recvfrom, args) }
+    }
+    #[cfg(not(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    // SAFETY: as above.
+    unsafe {
+        libc::recv(fd, buf, len, flags)
+    }
+}
+
+/// `send(2)`, made like [`recv`] (the `sendto` system call itself on Linux x86_64 and aarch64).
+///
+/// # Safety
+/// `buf` must be valid for reads of `len` bytes.
+#[inline]
+pub(crate) unsafe fn send(
+    fd: RawFd,
+    buf: *const libc::c_void,
+    len: usize,
+    flags: libc::c_int,
+) -> isize {
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        let args = [fd as usize, buf as usize, len, flags as usize, 0, 0];
+        // SAFETY: sendto with a null address reads only `buf[..len]`, valid by the caller's contract.
+        unsafe { raw_syscall6(libc::SYS_sendto, args) }
+    }
+    #[cfg(not(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    // SAFETY: as above.
+    unsafe {
+        libc::send(fd, buf, len, flags)
+    }
+}
+
+/// Makes Linux system call `nr` with six arguments, as libc's `syscall(2)` does but inline: the kernel
+/// returns `-errno` on failure, which is stored in `errno` and turned into `-1`, the C convention that
+/// [`syscall`] expects.
+///
+/// # Safety
+/// `nr` and `args` must form a system call that is sound to make: any pointer among the arguments must
+/// be valid for what that call does with it.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[inline]
+unsafe fn raw_syscall6(nr: libc::c_long, args: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller vouches for the call itself. The asm follows the kernel's calling convention:
+    // on x86_64 the number in rax, the arguments in rdi, rsi, rdx, r10, r8, r9, the result in rax, and
+    // rcx and r11 clobbered by `syscall`; on aarch64 the number in x8, the arguments in x0–x5, the
+    // result in x0. Neither touches the stack.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") args[0], in("rsi") args[1], in("rdx") args[2],
+            in("r10") args[3], in("r8") args[4], in("r9") args[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+        #[cfg(target_arch = "aarch64")]
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") args[0] as isize => ret,
+            in("x1") args[1], in("x2") args[2], in("x3") args[3], in("x4") args[4], in("x5") args[5],
+            options(nostack),
+        );
+    }
+    // The kernel's errors are -4095..=-1; anything else is a result.
+    if (-4095..0).contains(&ret) {
+        set_errno(-ret as libc::c_int);
+        return -1;
+    }
+    ret
+}
+
 /// What a registration watches, and how the kernel reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Interest {
@@ -97,6 +210,7 @@ impl Interest {
 }
 
 /// Turns a C-style `-1` return into `io::Error::last_os_error()`.
+#[inline]
 pub(crate) fn syscall<T: IsMinusOne>(ret: T) -> io::Result<T> {
     if ret.is_minus_one() {
         Err(io::Error::last_os_error())
@@ -106,6 +220,7 @@ pub(crate) fn syscall<T: IsMinusOne>(ret: T) -> io::Result<T> {
 }
 
 /// Runs `f` until it fails with something other than EINTR: the one place where EINTR is retried.
+#[inline]
 pub(crate) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
@@ -123,6 +238,7 @@ pub(crate) trait IsMinusOne {
 macro_rules! impl_is_minus_one {
     ($($t:ty)*) => {$(
         impl IsMinusOne for $t {
+            #[inline]
             fn is_minus_one(&self) -> bool {
                 *self == -1
             }
