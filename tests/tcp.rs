@@ -277,6 +277,48 @@ fn vectored_writes_send_every_slice_in_order() {
     .unwrap();
 }
 
+/// More slices than one `sendmsg` takes (IOV_MAX, 1024 on Linux and the BSDs), after more empty ones
+/// than that: each `write_vectored` sends part of them, and a loop over the short writes sends every
+/// byte in order (it used to fail with EMSGSIZE; a call of empty slices only would have sent nothing).
+#[test]
+fn vectored_writes_of_4000_slices_send_every_byte() {
+    block_on(async {
+        let addr = echo_server().await?;
+        let mut stream = TcpStream::connect(addr).await?;
+        let pieces: Vec<[u8; 3]> = (0..4000u32)
+            .map(|i| [i as u8, (i >> 8) as u8, b'|'])
+            .collect();
+        let expected: Vec<u8> = pieces.concat();
+        let mut slices = vec![IoSlice::new(&[]); 1500];
+        for (i, p) in pieces.iter().enumerate() {
+            slices.push(IoSlice::new(p));
+            if i % 7 == 0 {
+                slices.push(IoSlice::new(&[]));
+            }
+        }
+        let mut bufs = &mut slices[..];
+        let mut calls = 0;
+        while !bufs.is_empty() {
+            let n = stream.write_vectored(bufs).await?;
+            assert!(n > 0, "a vectored write with data left sent nothing");
+            calls += 1;
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        assert!(
+            calls >= 4,
+            "4,000 slices in {calls} writes: more than 1024 per call?"
+        );
+        let mut echoed = vec![0; expected.len()];
+        stream.read_exact(&mut echoed).await?;
+        assert!(
+            echoed == expected,
+            "the bytes came back altered or out of order"
+        );
+        Ok::<(), io::Error>(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn incoming_yields_each_connection() {
     block_on(async {

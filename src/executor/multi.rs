@@ -31,11 +31,16 @@
 //! `idle.rs` and modelled in `tests/loom.rs`.
 //!
 //! # Shutdown
-//! [`MultiThread::shutdown`] sets `shutdown` and wakes every worker. A worker sees it between two polls,
-//! cancels the tasks entered in its table (the `spawn_local` ones are thus dropped on their own thread),
-//! drops what its queues hold and exits. The caller waits for the workers until the deadline, then
-//! drops what is left in the injector and in the timer wheel. A worker still stuck in a task after the
-//! deadline is left to finish it on its own (its thread is detached); so is any blocking-pool thread.
+//! [`MultiThread::shutdown`] sets `shutdown` and wakes every worker. A worker sees it between two polls
+//! and *stops*: it polls no more tasks. It then cancels the tasks entered in its table (the
+//! `spawn_local` ones are thus dropped on their own thread), drops what its queues hold and *exits*.
+//! The caller waits until the deadline for the workers to stop, and for a stopped worker to exit for as
+//! long as its dropping takes: dropping many tasks on a loaded machine can take longer than any fixed
+//! bound, and a runtime that returned meanwhile would leave futures alive behind `drop(runtime)`. It
+//! then drops what is left in the injector, in the tables of the exited workers (a task polled by a
+//! worker that saw the shutdown late, after the worker whose table holds it had exited) and in the
+//! timer wheel. A worker still stuck in a task after the deadline is left to finish it on its own (its
+//! thread is detached); so is any blocking-pool thread.
 //!
 //! # `block_on` and `spawn_local`
 //! `block_on` runs its future on the calling thread, parked between polls (std park/unpark); `spawn` in
@@ -64,7 +69,8 @@ use crate::reactor::Reactor;
 use crate::task::JoinHandle;
 use crate::time::driver::SharedTimers;
 
-/// How long dropping a multi-thread `Runtime` waits for its workers to stop.
+/// How long dropping a multi-thread `Runtime` waits for its workers to stop polling tasks (the dropping
+/// of the tasks, once they have stopped, is waited for without a bound).
 pub(crate) const DROP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The part of a multi-thread runtime that every worker, waker and timer reaches.
@@ -86,8 +92,8 @@ pub(crate) struct Shared {
     /// Set once shutdown has drained the queues: a task woken after that is dropped where it is woken
     /// (a pinned one is leaked instead, as it may only be dropped on its worker).
     pub(super) closed: AtomicBool,
-    /// Workers that have exited, and the condition `shutdown` waits on for them.
-    pub(super) exited: (Mutex<usize>, Condvar),
+    /// How far the workers have got in shutting down, and the condition `shutdown` waits on for them.
+    pub(super) stops: (Mutex<Stops>, Condvar),
     /// Tasks whose future is alive. A statistic.
     pub(super) live_tasks: AtomicUsize,
 }
@@ -101,6 +107,15 @@ impl fmt::Debug for Shared {
             .field("reactor", &self.reactor)
             .finish_non_exhaustive()
     }
+}
+
+/// How many workers have got how far in shutting down (see "Shutdown" in the module doc).
+#[derive(Debug, Default)]
+pub(super) struct Stops {
+    /// Workers that have left their run loop: they poll no more tasks, and drop theirs.
+    pub(super) stopped: usize,
+    /// Workers that have also dropped their tasks and returned (or unwound).
+    pub(super) exited: usize,
 }
 
 /// A multi-thread runtime, owned by a `Runtime`.
@@ -134,7 +149,7 @@ impl MultiThread {
             idle: Idle::new(workers),
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            exited: (Mutex::new(0), Condvar::new()),
+            stops: (Mutex::new(Stops::default()), Condvar::new()),
             live_tasks: AtomicUsize::new(0),
         });
         let mut rt = MultiThread {
@@ -192,20 +207,26 @@ impl MultiThread {
         shared.shutdown.store(true, Ordering::SeqCst);
         shared.idle.notify_all(|| shared.reactor.notify());
 
-        let (count, cv) = &shared.exited;
-        let mut exited = lock(count);
-        while *exited < self.threads.len() {
+        let workers = self.threads.len();
+        let (stops, cv) = &shared.stops;
+        let mut stops = lock(stops);
+        // The deadline bounds only the wait for a worker still inside a task's poll. A stopped worker
+        // is dropping its tasks: waited for until it is done, so that every future it holds is dropped
+        // when this returns (as tokio's drop does).
+        while stops.exited < workers {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            exited = cv
-                .wait_timeout(exited, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            stops = if stops.stopped < workers && !left.is_zero() {
+                cv.wait_timeout(stops, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            } else if stops.exited < stops.stopped {
+                cv.wait(stops).unwrap_or_else(|e| e.into_inner())
+            } else {
+                break; // the others are stuck in a task past the deadline
+            };
         }
-        let all_exited = *exited == self.threads.len();
-        drop(exited);
+        let all_exited = stops.exited == workers;
+        drop(stops);
         let threads = std::mem::take(&mut self.threads);
         if all_exited {
             for t in threads {
@@ -216,7 +237,7 @@ impl MultiThread {
         shared.closed.store(true, Ordering::SeqCst);
         shared.drain_injector();
         for remote in shared.remotes.iter() {
-            remote.drain_after_shutdown(all_exited);
+            remote.drain_after_shutdown();
         }
         // Timers hold wakers, which hold tasks.
         shared.timers.clear(Instant::now());

@@ -126,11 +126,13 @@ impl Runtime {
     }
 
     /// Shuts the runtime down: stops the workers and drops every unfinished task, waiting at most about
-    /// `timeout` for the workers to stop.
+    /// `timeout` for the workers to stop polling tasks.
     ///
-    /// A worker busy in a task that does not return within `timeout` is left to finish it on its own
-    /// thread (its `spawn_local` tasks are dropped there, when it does); threads of the blocking pool
-    /// are never waited for. On a current-thread runtime the tasks are dropped here, at once.
+    /// A worker that has stopped is waited for until it has dropped its tasks, however long that takes,
+    /// so that they are all dropped when this returns. A worker busy in a task that does not return
+    /// within `timeout` is left to finish it on its own thread (its tasks are dropped there, when it
+    /// does); threads of the blocking pool are never waited for. On a current-thread runtime the tasks
+    /// are dropped here, at once.
     ///
     /// # Examples
     /// ```
@@ -208,8 +210,9 @@ impl Runtime {
 }
 
 impl Drop for Runtime {
-    /// Drops every unfinished task. A multi-thread runtime waits at most 1 s (`DROP_TIMEOUT`) for its
-    /// workers, as `shutdown_timeout(Duration::from_secs(1))` would.
+    /// Drops every unfinished task before it returns. A multi-thread runtime waits at most 1 s
+    /// (`DROP_TIMEOUT`) for a worker stuck in a task's poll, as `shutdown_timeout(Duration::from_secs(1))`
+    /// would; such a worker's tasks are dropped on its thread when the poll returns.
     fn drop(&mut self) {
         self.shutdown(DROP_TIMEOUT);
         if let Flavor::CurrentThread(core) = &self.flavor {

@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub(crate) struct Remote {
     inbox: Inbox<Runnable>,
     /// Tasks that first went idle on this worker, so that shutdown can cancel tasks nobody would wake.
     tasks: TaskTable,
+    /// Set by the worker when it leaves its thread's body: it touches its queues and table no more, and
+    /// shutdown may empty them.
+    exited: AtomicBool,
 }
 
 impl Remote {
@@ -41,6 +44,7 @@ impl Remote {
             lifo: LifoSlot::new(),
             inbox: Inbox::new(),
             tasks: std::sync::Mutex::new(Slab::new()),
+            exited: AtomicBool::new(false),
         };
         (local, remote)
     }
@@ -81,14 +85,25 @@ impl Remote {
         !self.stealer.is_empty() || self.lifo.is_full()
     }
 
-    /// After shutdown, on the caller's thread: drops the LIFO slot's task (always `Send`), and leaks the
-    /// pinned tasks still in the inbox (they may only be dropped on their worker, which is gone). With
-    /// `worker_exited` false the worker may still come back from a long poll and do it itself.
-    pub(super) fn drain_after_shutdown(&self, worker_exited: bool) {
+    /// After shutdown, on the caller's thread: drops the LIFO slot's task (always `Send`). Once the
+    /// worker has exited, also wakes the tasks still entered in its table, which drops them (the
+    /// injector that their wakes now reach is drained by the waker, as `closed` is set), and leaks the
+    /// pinned tasks still in the inbox (they may only be dropped on their worker, which is gone). A
+    /// worker that has not exited may still come back from a long poll and do it itself.
+    ///
+    /// A task is left in an exited worker's table when another worker, which had not yet seen the
+    /// shutdown, stole it from this one's queue while this one was cancelling, and polled it after
+    /// this one had exited.
+    pub(super) fn drain_after_shutdown(&self) {
         drop(self.take_lifo());
-        if worker_exited {
+        if self.exited.load(Ordering::Acquire) {
             for r in self.inbox.take_all() {
                 std::mem::forget(r);
+            }
+            // Taken out before the wakes: dropping a task takes its entry out of this table.
+            let stranded = std::mem::take(&mut *super::lock(&self.tasks));
+            for (_, entry) in stranded {
+                entry.waker.wake();
             }
         }
     }
@@ -137,13 +152,22 @@ impl Worker {
     /// The worker thread's body: runs tasks until shutdown, then cancels its own.
     pub(super) fn run(&self) {
         /// Counts the worker out when it leaves, also by a panic.
-        struct Exit<'a>(&'a Shared);
+        struct Exit<'a> {
+            worker: &'a Worker,
+            /// The worker has been counted as stopped already.
+            stopped: Cell<bool>,
+        }
         impl Drop for Exit<'_> {
             fn drop(&mut self) {
-                self.0.worker_exited();
+                let w = self.worker;
+                w.remote().exited.store(true, Ordering::Release);
+                w.shared.worker_exited(!self.stopped.get());
             }
         }
-        let _exit = Exit(&self.shared);
+        let exit = Exit {
+            worker: self,
+            stopped: Cell::new(false),
+        };
         let _enter = EnterMulti::new(&self.shared, Some(self));
         self.shared.idle.register(self.index);
         let mut polls = 0u32;
@@ -173,6 +197,8 @@ impl Worker {
                 }
             }
         }
+        self.shared.worker_stopped();
+        exit.stopped.set(true);
         self.cancel_own_tasks();
     }
 
@@ -385,9 +411,21 @@ impl Worker {
 }
 
 impl Shared {
-    fn worker_exited(&self) {
-        let (count, cv) = &self.exited;
-        *super::lock(count) += 1;
+    /// A worker has left its run loop: it polls no more tasks.
+    fn worker_stopped(&self) {
+        let (stops, cv) = &self.stops;
+        super::lock(stops).stopped += 1;
+        cv.notify_all();
+    }
+
+    /// A worker has dropped its tasks and leaves its thread's body; `also_stopped` when it leaves
+    /// without having been counted as stopped (a panic).
+    fn worker_exited(&self, also_stopped: bool) {
+        let (stops, cv) = &self.stops;
+        let mut stops = super::lock(stops);
+        stops.stopped += usize::from(also_stopped);
+        stops.exited += 1;
+        drop(stops);
         cv.notify_all();
     }
 }

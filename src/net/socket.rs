@@ -28,6 +28,26 @@ pub(crate) const SEND_FLAGS: libc::c_int = 0;
 /// How many pending connections a listener queues; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: libc::c_int = 4096;
 
+/// The most buffers one `sendmsg` gathers (`IOV_MAX`); more fail with `EMSGSIZE`. The BSDs and Apple
+/// systems define it; the libc crate has no `IOV_MAX` for Linux and Android, where the kernel's limit
+/// (`UIO_MAXIOV`) is 1024.
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+const IOV_MAX: usize = libc::IOV_MAX as usize;
+#[cfg(not(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+const IOV_MAX: usize = 1024;
+
 /// Creates a non-blocking, close-on-exec socket.
 pub(crate) fn socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     #[cfg(not(target_vendor = "apple"))]
@@ -189,14 +209,14 @@ fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// One `sendmsg` gathering `bufs`, without `SIGPIPE`.
+/// One `sendmsg` gathering `bufs` (at most `IOV_MAX` of them: see `sendable`), without `SIGPIPE`.
 fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: an all-zero msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // `IoSlice` is ABI-compatible with `iovec`; sendmsg only reads through the pointer.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
-    // SAFETY: `msg` points at `bufs`, which outlive the call.
+    msg.msg_iovlen = bufs.len() as _; // at most IOV_MAX, which fits every platform's field
+                                      // SAFETY: `msg` points at `bufs`, which outlive the call.
     let n = syscall(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) })?;
     Ok(n as usize)
 }
@@ -239,13 +259,30 @@ pub(crate) fn poll_write(
     source.poll_stream_io(Direction::Write, cx, buf.len(), || send(fd, buf))
 }
 
-/// Writes several buffers to a registered stream socket with one `sendmsg`.
+/// The buffers of `bufs` that one `sendmsg` takes: the first `IOV_MAX` from the first non-empty one.
+/// Leading empty buffers are skipped, so that a write of many empty slices before the data does not
+/// send nothing and look like `Ok(0)` (as std's `write_vectored` does); writing fewer buffers than
+/// offered is a short write, which callers of `write_vectored` expect.
+fn sendable<'a, 'b>(bufs: &'a [IoSlice<'b>]) -> &'a [IoSlice<'b>] {
+    let start = bufs
+        .iter()
+        .position(|b| !b.is_empty())
+        .unwrap_or(bufs.len());
+    let bufs = &bufs[start..];
+    &bufs[..bufs.len().min(IOV_MAX)]
+}
+
+/// Writes several buffers to a registered stream socket with one `sendmsg` (the first `IOV_MAX` that
+/// hold data, if there are more).
 pub(crate) fn poll_write_vectored(
     source: &Source,
     cx: &mut Context<'_>,
     bufs: &[IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
     let fd = source.fd;
+    let bufs = sendable(bufs);
+    // Over the buffers sent, not those offered: a write cut at IOV_MAX buffers is short without the
+    // socket's buffer being full, and must not clear the write readiness.
     let len = bufs.iter().map(|b| b.len()).sum();
     source.poll_stream_io(Direction::Write, cx, len, || send_vectored(fd, bufs))
 }
