@@ -215,8 +215,9 @@ fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // `IoSlice` is ABI-compatible with `iovec`; sendmsg only reads through the pointer.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len() as _; // at most IOV_MAX, which fits every platform's field
-                                      // SAFETY: `msg` points at `bufs`, which outlive the call.
+    // At most IOV_MAX, which fits every platform's field.
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `msg` points at `bufs`, which outlive the call.
     let n = syscall(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) })?;
     Ok(n as usize)
 }
