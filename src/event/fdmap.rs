@@ -97,45 +97,47 @@ impl BaseInner {
         const INLINE_USERS: usize = 2;
         let mut inline = [None; INLINE_USERS];
         let mut spilled = Vec::new();
-        let (source, interest, waker) = {
-            let fds = self.fds.borrow();
-            match fds.get(&fd) {
-                Some(e) if e.gen == gen => {
-                    if e.users.len() <= INLINE_USERS {
-                        for (slot, user) in inline.iter_mut().zip(&e.users) {
-                            *slot = Some(*user);
-                        }
-                    } else {
-                        spilled = e.users.clone();
-                    }
-                    (e.source.clone(), e.interest, e.waker.clone())
-                }
-                _ => return,
-            }
-        };
-        let users = inline.into_iter().flatten().chain(spilled);
-        let mut cx = Context::from_waker(&waker);
         let mut fired = Flags::empty();
         let mut again = false;
-        for (dir, flag, wanted) in [
-            (Direction::Read, Flags::READ, interest.read),
-            (Direction::Write, Flags::WRITE, interest.write),
-        ] {
-            if !wanted {
-                continue;
+        {
+            // The source is polled under the map's borrow, without cloning its `Arc` or the waker:
+            // polling runs no user code (the waker it may wake or store only posts to the inbox).
+            let fds = self.fds.borrow();
+            let entry = match fds.get(&fd) {
+                Some(e) if e.gen == gen => e,
+                _ => return,
+            };
+            if entry.users.len() <= INLINE_USERS {
+                for (slot, user) in inline.iter_mut().zip(&entry.users) {
+                    *slot = Some(*user);
+                }
+            } else {
+                spilled = entry.users.clone();
             }
-            if let Poll::Ready(ev) = source.poll_ready(dir, &mut cx) {
-                fired |= flag;
-                // Consumed: an edge fires once; a level is reported again by the next poll if it lasts.
-                source.clear_readiness(ev);
-                // Re-registers the waker. Still ready means end-of-file or an error, which cannot be
-                // cleared: a level-triggered event must then keep firing, so look again next round.
-                if source.poll_ready(dir, &mut cx).is_ready() && !interest.edge {
-                    again = true;
+            let (source, interest) = (&entry.source, entry.interest);
+            let mut cx = Context::from_waker(&entry.waker);
+            for (dir, flag, wanted) in [
+                (Direction::Read, Flags::READ, interest.read),
+                (Direction::Write, Flags::WRITE, interest.write),
+            ] {
+                if !wanted {
+                    continue;
+                }
+                if let Poll::Ready(ev) = source.poll_ready(dir, &mut cx) {
+                    fired |= flag;
+                    // Consumed: an edge fires once; a level is reported again by the next poll if it
+                    // lasts.
+                    source.clear_readiness(ev);
+                    // Re-registers the waker. Still ready means end-of-file or an error, which cannot
+                    // be cleared: a level-triggered event must then keep firing, so look again next
+                    // round.
+                    if source.poll_ready(dir, &mut cx).is_ready() && !interest.edge {
+                        again = true;
+                    }
                 }
             }
         }
-        for (id, dirs) in users {
+        for (id, dirs) in inline.into_iter().flatten().chain(spilled) {
             let what = fired & dirs;
             if !what.is_empty() {
                 self.activate(id, what);
