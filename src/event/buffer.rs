@@ -124,6 +124,13 @@ impl Buffer {
         if other.is_empty() {
             return;
         }
+        if self.is_empty() {
+            // We hold at most a kept empty chunk: trade chunk lists, so no byte is copied and each
+            // buffer still has a chunk to reuse (an echo moves its input to its output this way).
+            std::mem::swap(&mut self.chunks, &mut other.chunks);
+            self.len = std::mem::take(&mut other.len);
+            return;
+        }
         let spare = self.chunks.back().map_or(0, Chunk::spare);
         if other.len <= COPY_BELOW && other.len <= spare {
             for c in &other.chunks {
@@ -150,6 +157,10 @@ impl Buffer {
     /// Drops up to `n` bytes from the front; returns how many.
     pub fn drain(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
+        if n == self.len {
+            self.drain_all();
+            return n;
+        }
         let mut left = n;
         while left > 0 {
             let front = self.chunks.front_mut().expect("len counts chunk bytes");
@@ -162,6 +173,23 @@ impl Buffer {
         }
         self.len -= n;
         n
+    }
+
+    /// Drops every byte, keeping the last chunk (reset) when it is small, as draining chunk by chunk
+    /// would: the common case (a write that took all the output) without a pop and a push per chunk.
+    fn drain_all(&mut self) {
+        self.len = 0;
+        let keep = self.chunks.back().is_some_and(|c| c.data.capacity() <= KEEP);
+        if !keep {
+            self.chunks.clear();
+            return;
+        }
+        if self.chunks.len() > 1 {
+            self.chunks.drain(..self.chunks.len() - 1);
+        }
+        let last = self.chunks.back_mut().expect("kept");
+        last.data.clear();
+        last.start = 0;
     }
 
     /// Drops an emptied front chunk, or keeps it (reset) as the only chunk when it is small.
