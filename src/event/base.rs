@@ -285,12 +285,18 @@ impl BaseHandle {
             let Some(next) = self.0.pop_active(level) else {
                 break;
             };
-            let Some((id, fd, fired, mut cb)) = next else {
+            let Some((id, fd, fired, cb)) = next else {
+                continue;
+            };
+            // Busy only if this callback is running further up the stack: never run it re-entrantly.
+            let Ok(mut run) = cb.try_borrow_mut() else {
                 continue;
             };
             let ctx = EventCtx::new(self, id, fd);
-            cb(&ctx, fired);
-            self.0.restore_callback(id, cb);
+            run(&ctx, fired);
+            drop(run);
+            // The closure's destructor runs here if the callback freed its event: no borrow is held.
+            drop(cb);
             ran += 1;
             if self.0.got_break.get() {
                 break;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod driver;
 
-use super::core::SlotId;
+use super::core::{callback, SlotId};
 use super::inbox::{Token, TokenWaker};
 use super::timers::TimerId;
 use super::{flag_ops, BaseHandle, Buffer, Flags};
@@ -194,7 +194,7 @@ impl BufferEvent {
         sys::set_nonblocking(fd)?;
         let id = base
             .0
-            .alloc(fd, Flags::empty(), Box::new(|_, _| {}), true)?;
+            .alloc(fd, Flags::empty(), callback(|_, _| {}), true)?;
         let source = match base.0.reactor.register(fd) {
             Ok(s) => s,
             Err(e) => {
@@ -237,7 +237,7 @@ impl BufferEvent {
         inner
             .base
             .0
-            .replace_callback(id, Box::new(move |_, what| driver.drive(what)));
+            .replace_callback(id, callback(move |_, what| driver.drive(what)));
         Ok(BufferEvent(inner))
     }
 

@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Waker};
@@ -33,8 +34,15 @@ use super::{EventCtx, Flags};
 use crate::reactor::Reactor;
 use crate::signal;
 
-/// A callback as stored in a slot.
-pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
+/// A callback as stored in a slot. The dispatcher runs a clone of the `Rc`, so a callback that frees
+/// its own event (or replaces its callback) drops only the slot's reference: the running closure lives
+/// until it returns, with nothing to put back afterwards. The `RefCell` refuses a re-entrant run.
+pub(crate) type Callback = Rc<RefCell<dyn FnMut(&EventCtx<'_>, Flags)>>;
+
+/// Wraps a closure as a slot's [`Callback`].
+pub(crate) fn callback(f: impl FnMut(&EventCtx<'_>, Flags) + 'static) -> Callback {
+    Rc::new(RefCell::new(f))
+}
 
 /// Hashes the fd map's keys: a file descriptor is a small integer the kernel hands out, not input an
 /// attacker picks, so SipHash's flood resistance buys nothing, and it cost more than the rest of the
@@ -77,9 +85,8 @@ pub(crate) struct Slot {
     pub(crate) flags: Flags,
     /// Index into the active queues.
     priority: usize,
-    /// `None` while the callback runs (it is on the dispatcher's stack), so a re-entrant delete can
-    /// never drop a running closure.
-    callback: Option<Callback>,
+    /// The callback (see [`Callback`] for how a running one survives the deletion of its event).
+    callback: Callback,
     /// Driven by a buffer event or listener: tokens activate it as they come, without fd map, timer or
     /// signal bookkeeping, and it never becomes non-pending by firing.
     internal: bool,
@@ -202,7 +209,7 @@ impl BaseInner {
             fd,
             flags,
             priority,
-            callback: Some(callback),
+            callback,
             internal,
             pending: false,
             fired: Flags::empty(),
@@ -513,8 +520,7 @@ impl BaseInner {
     }
 
     /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
-    /// callback (which the caller must hand back with [`restore_callback`](Self::restore_callback)).
-    /// `None` when that queue is empty.
+    /// callback. `None` when that queue is empty.
     pub(crate) fn pop_active(
         &self,
         priority: usize,
@@ -527,7 +533,7 @@ impl BaseInner {
                     return None; // deleted after it was queued, or a duplicate entry
                 }
                 let fired = std::mem::take(&mut s.fired);
-                s.callback.take().map(|cb| (id, s.fd, fired, cb))
+                Some((id, s.fd, fired, s.callback.clone()))
             })
             .flatten(),
         )
@@ -545,22 +551,8 @@ impl BaseInner {
 
     /// Gives an event a new callback (the old one is dropped with no borrow held).
     pub(crate) fn replace_callback(&self, id: SlotId, cb: Callback) {
-        let old = self.with_slot(id, |s| s.callback.replace(cb));
+        let old = self.with_slot(id, |s| std::mem::replace(&mut s.callback, cb));
         drop(old);
-    }
-
-    /// Puts a callback back after it ran, unless its event was freed (then it is dropped here, with no
-    /// borrow held) or given a new callback meanwhile.
-    pub(crate) fn restore_callback(&self, id: SlotId, cb: Callback) {
-        let leftover = self.with_slot(id, |s| {
-            if s.callback.is_none() {
-                s.callback = Some(cb);
-                None
-            } else {
-                Some(cb)
-            }
-        });
-        drop(leftover);
     }
 
     /// Arms (or with `None`, requests at once) the exit of the loop.
