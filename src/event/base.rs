@@ -285,18 +285,20 @@ impl BaseHandle {
             let Some(next) = self.0.pop_active(level) else {
                 break;
             };
-            let Some((id, fd, fired, cb)) = next else {
+            let Some(run) = next else {
                 continue;
             };
             // Busy only if this callback is running further up the stack: never run it re-entrantly.
-            let Ok(mut run) = cb.try_borrow_mut() else {
+            let Ok(mut cb) = run.callback.try_borrow_mut() else {
                 continue;
             };
-            let ctx = EventCtx::new(self, id, fd);
-            run(&ctx, fired);
-            drop(run);
-            // The closure's destructor runs here if the callback freed its event: no borrow is held.
+            cb(&EventCtx::new(self, run.id, run.fd), run.fired);
             drop(cb);
+            // The closure's destructor runs here if the callback freed its event: no borrow is held.
+            drop(run.callback);
+            if run.rearm {
+                self.0.fd_rearm(run.fd);
+            }
             ran += 1;
             if self.0.got_break.get() {
                 break;

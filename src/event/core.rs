@@ -15,8 +15,7 @@
 //! out of the borrow first.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -27,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::fdmap::FdEntry;
+use super::fdmap::{FdEntry, FdTable};
 use super::inbox::{Shared, Token, TokenWaker};
 use super::timers::{TimerId, Timers};
 use super::{EventCtx, Flags};
@@ -42,29 +41,6 @@ pub(crate) type Callback = Rc<RefCell<dyn FnMut(&EventCtx<'_>, Flags)>>;
 /// Wraps a closure as a slot's [`Callback`].
 pub(crate) fn callback(f: impl FnMut(&EventCtx<'_>, Flags) + 'static) -> Callback {
     Rc::new(RefCell::new(f))
-}
-
-/// Hashes the fd map's keys: a file descriptor is a small integer the kernel hands out, not input an
-/// attacker picks, so SipHash's flood resistance buys nothing, and it cost more than the rest of the
-/// lookup on every event. Multiplying by 2^64/phi spreads consecutive fds over the table's buckets and
-/// the high bits that hashbrown uses for its control bytes.
-#[derive(Default)]
-pub(super) struct FdHasher(u64);
-
-impl Hasher for FdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_i32(&mut self, fd: i32) {
-        self.0 = u64::from(fd as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// Names one event slot: the slab index and the generation it was allocated with, so that a stale id
@@ -104,6 +80,16 @@ pub(crate) struct Slot {
     signal_waker: Option<Waker>,
 }
 
+/// An active event taken off its queue to run.
+pub(crate) struct Run {
+    pub(crate) id: SlotId,
+    pub(crate) fd: RawFd,
+    pub(crate) fired: Flags,
+    pub(crate) callback: Callback,
+    /// An event on an fd entry: once the callback ran, the entry is re-armed (`fdmap.rs`).
+    pub(crate) rearm: bool,
+}
+
 /// Everything an event base owns, behind the `Rc` of its handles.
 pub(crate) struct BaseInner {
     pub(crate) reactor: Arc<Reactor>,
@@ -111,7 +97,7 @@ pub(crate) struct BaseInner {
     slots: RefCell<Slab<Slot>>,
     /// Source of slot and fd-entry generations.
     next_gen: Cell<u64>,
-    pub(super) fds: RefCell<HashMap<RawFd, FdEntry, BuildHasherDefault<FdHasher>>>,
+    pub(super) fds: RefCell<FdTable>,
     /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
     active: RefCell<Vec<VecDeque<SlotId>>>,
     /// How many ids the active queues hold.
@@ -144,7 +130,7 @@ impl BaseInner {
             shared,
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(1),
-            fds: RefCell::new(HashMap::default()),
+            fds: RefCell::new(FdTable::default()),
             active: RefCell::new((0..priorities.max(1)).map(|_| VecDeque::new()).collect()),
             n_active: Cell::new(0),
             n_pending: Cell::new(0),
@@ -521,10 +507,7 @@ impl BaseInner {
 
     /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
     /// callback. `None` when that queue is empty.
-    pub(crate) fn pop_active(
-        &self,
-        priority: usize,
-    ) -> Option<Option<(SlotId, RawFd, Flags, Callback)>> {
+    pub(crate) fn pop_active(&self, priority: usize) -> Option<Option<Run>> {
         let id = self.active.borrow_mut()[priority].pop_front()?;
         self.n_active.set(self.n_active.get() - 1);
         Some(
@@ -532,8 +515,13 @@ impl BaseInner {
                 if s.fired.is_empty() {
                     return None; // deleted after it was queued, or a duplicate entry
                 }
-                let fired = std::mem::take(&mut s.fired);
-                Some((id, s.fd, fired, s.callback.clone()))
+                Some(Run {
+                    id,
+                    fd: s.fd,
+                    fired: std::mem::take(&mut s.fired),
+                    callback: s.callback.clone(),
+                    rearm: !s.internal && s.flags.intersects(Flags::READ | Flags::WRITE),
+                })
             })
             .flatten(),
         )
@@ -582,7 +570,7 @@ impl BaseInner {
         self.exit_timer.set(None);
         self.timers.borrow_mut().clear();
         let slots: Vec<Slot> = self.slots.borrow_mut().drain().collect();
-        let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().map(|(_, e)| e).collect();
+        let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().collect();
         for e in &fds {
             let _ = self.reactor.deregister(&e.source);
         }
