@@ -134,6 +134,8 @@ struct Inner {
     error: RefCell<Option<io::Error>>,
     /// `free` has run.
     freed: Cell<bool>,
+    /// What the driver's slot was last told by `update_pending` (pending: keeps `dispatch` running).
+    pending: Cell<bool>,
     /// One of this buffer event's callbacks is running: buffer guards do not kick the driver, which
     /// looks at the buffers itself after the callback.
     in_cb: Cell<bool>,
@@ -230,6 +232,7 @@ impl BufferEvent {
             eof: Cell::new(false),
             error: RefCell::new(None),
             freed: Cell::new(false),
+            pending: Cell::new(false),
             in_cb: Cell::new(false),
             next_read: Cell::new(MIN_READ),
         });

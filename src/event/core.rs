@@ -415,11 +415,7 @@ impl BaseInner {
     /// pending, a `PERSIST` one with a timeout has its timeout restarted.
     pub(crate) fn activate(&self, id: SlotId, what: Flags) {
         let Some((one_shot, rearm)) = self.with_slot(id, |s| {
-            if s.fired.is_empty() {
-                self.active.borrow_mut()[s.priority].push_back(id);
-                self.n_active.set(self.n_active.get() + 1);
-            }
-            s.fired |= what;
+            self.queue(id, s, what);
             let persist = s.flags.contains(Flags::PERSIST);
             let live = s.pending && !s.internal;
             (
@@ -437,6 +433,16 @@ impl BaseInner {
         if !self.dispatching.get() {
             self.shared.wake_dispatcher();
         }
+    }
+
+    /// Adds `what` to the slot's fired flags, and queues it if it was not queued yet.
+    #[inline]
+    fn queue(&self, id: SlotId, s: &mut Slot, what: Flags) {
+        if s.fired.is_empty() {
+            self.active.borrow_mut()[s.priority].push_back(id);
+            self.n_active.set(self.n_active.get() + 1);
+        }
+        s.fired |= what;
     }
 
     /// Drains the inbox and activates what is really ready.
@@ -458,14 +464,15 @@ impl BaseInner {
 
     fn process_slot(&self, id: SlotId, what: Flags) {
         enum Step {
-            Activate,
             Signal(signal::Listener, Waker),
             Nothing,
         }
         let step = self
             .with_slot(id, |s| {
                 if s.internal {
-                    Step::Activate
+                    // All that activating an internal slot does (and the dispatcher is running).
+                    self.queue(id, s, what);
+                    Step::Nothing
                 } else if what.contains(Flags::SIGNAL) {
                     match (s.signal.take(), &s.signal_waker) {
                         (Some(l), Some(w)) => Step::Signal(l, w.clone()),
@@ -480,7 +487,6 @@ impl BaseInner {
             })
             .unwrap_or(Step::Nothing);
         match step {
-            Step::Activate => self.activate(id, what),
             Step::Signal(mut listener, waker) => {
                 let fired = listener
                     .poll_recv(&mut Context::from_waker(&waker))

@@ -52,7 +52,11 @@ impl Inner {
             let reading = en.contains(Flags::READ) && !self.eof.get();
             let writing = en.contains(Flags::WRITE)
                 && self.output.try_borrow().map_or(true, |o| !o.is_empty());
-            self.base.0.set_internal_pending(id, reading || writing);
+            // The slot is told only of changes: a steady echo stays pending.
+            let pending = reading || writing;
+            if self.pending.replace(pending) != pending {
+                self.base.0.set_internal_pending(id, pending);
+            }
         }
     }
 
@@ -289,6 +293,7 @@ impl Inner {
             return;
         }
         if let Some(id) = self.id.take() {
+            self.pending.set(false);
             self.base.0.set_internal_pending(id, false);
             self.base.0.free(id);
         }
