@@ -236,11 +236,11 @@ impl BufferEvent {
             in_cb: Cell::new(false),
             next_read: Cell::new(MIN_READ),
         });
-        let driver = inner.clone();
-        inner
-            .base
-            .0
-            .replace_callback(id, callback(move |_, what| driver.drive(what)));
+        let driver = BufferEvent(inner.clone());
+        inner.base.0.replace_callback(
+            id,
+            callback(move |_, what| driver.0.drive(&driver, what)),
+        );
         Ok(BufferEvent(inner))
     }
 
