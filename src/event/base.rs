@@ -23,7 +23,7 @@ use crate::Runtime;
 
 /// How many callbacks the dispatcher runs before it yields to the runtime, so tasks, the reactor and
 /// the timers are served while many events are active.
-const CALLBACK_BUDGET: usize = 128;
+pub(super) const CALLBACK_BUDGET: usize = 128;
 
 /// The callback loop (libevent's `event_base`), one per thread, on its own evloop [`Runtime`].
 ///

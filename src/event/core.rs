@@ -86,7 +86,8 @@ pub(crate) struct Run {
     pub(crate) fd: RawFd,
     pub(crate) fired: Flags,
     pub(crate) callback: Callback,
-    /// An event on an fd entry: once the callback ran, the entry is re-armed (`fdmap.rs`).
+    /// An event on an fd entry, while some entry is disarmed: once the callback ran, its entry is
+    /// re-armed (`fdmap.rs`).
     pub(crate) rearm: bool,
 }
 
@@ -98,6 +99,8 @@ pub(crate) struct BaseInner {
     /// Source of slot and fd-entry generations.
     next_gen: Cell<u64>,
     pub(super) fds: RefCell<FdTable>,
+    /// How many fd entries are disarmed (`fdmap.rs`): while none is, callbacks skip the re-arm lookup.
+    pub(super) n_disarmed: Cell<usize>,
     /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
     active: RefCell<Vec<VecDeque<SlotId>>>,
     /// How many ids the active queues hold.
@@ -131,6 +134,7 @@ impl BaseInner {
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(1),
             fds: RefCell::new(FdTable::default()),
+            n_disarmed: Cell::new(0),
             active: RefCell::new((0..priorities.max(1)).map(|_| VecDeque::new()).collect()),
             n_active: Cell::new(0),
             n_pending: Cell::new(0),
@@ -526,7 +530,9 @@ impl BaseInner {
                     fd: s.fd,
                     fired: std::mem::take(&mut s.fired),
                     callback: s.callback.clone(),
-                    rearm: !s.internal && s.flags.intersects(Flags::READ | Flags::WRITE),
+                    rearm: self.n_disarmed.get() > 0
+                        && !s.internal
+                        && s.flags.intersects(Flags::READ | Flags::WRITE),
                 })
             })
             .flatten(),
@@ -577,6 +583,7 @@ impl BaseInner {
         self.timers.borrow_mut().clear();
         let slots: Vec<Slot> = self.slots.borrow_mut().drain().collect();
         let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().collect();
+        self.n_disarmed.set(0);
         for e in &fds {
             let _ = self.reactor.deregister(&e.source);
         }

@@ -6,15 +6,18 @@
 //! A level-triggered fd is reported by every poll until its callback reads it. So that a connection
 //! waiting in the active queue is not reported, woken and looked at again by each collection of the
 //! kernel's events meanwhile (at 1,000 active connections that doubled the work per round trip), its
-//! entry is *disarmed* while its events are active: the entry's waker is stored again only after their
-//! callbacks ran (or they were deleted), and readiness seen before that is dropped as stale, which is
-//! safe because the kernel reports a lasting level again at the next poll.
+//! entry is *disarmed* while its events wait behind many others (at least half the dispatcher's
+//! callback budget, so that a collection may come first): the entry's waker is stored again only after
+//! their callbacks ran (or they were deleted), and readiness seen before that is dropped as stale,
+//! which is safe because the kernel reports a lasting level again at the next poll. Nearer the front
+//! of the queue, re-arming at once is cheaper (no second lookup after the callback).
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::base::CALLBACK_BUDGET;
 use super::core::{BaseInner, SlotId};
 use super::inbox::{Token, TokenWaker};
 use super::Flags;
@@ -121,6 +124,9 @@ impl BaseInner {
         entry.users.retain(|(u, _)| *u != id);
         if entry.users.is_empty() {
             let entry = fds.remove(fd).expect("present");
+            if entry.disarmed {
+                self.n_disarmed.set(self.n_disarmed.get() - 1);
+            }
             // Fails only if the fd was closed before its events were deleted; nothing to undo then.
             let _ = self.reactor.deregister(&entry.source);
             return;
@@ -145,6 +151,7 @@ impl BaseInner {
                 return;
             };
             entry.disarmed = false;
+            self.n_disarmed.set(self.n_disarmed.get() - 1);
             let mut cx = Context::from_waker(&entry.waker);
             let Interest { read, write, .. } = entry.interest;
             let source = &entry.source;
@@ -164,6 +171,7 @@ impl BaseInner {
         const INLINE_USERS: usize = 2;
         let mut inline = [(SlotId { index: 0, gen: 0 }, Flags::empty()); INLINE_USERS];
         let mut n_inline = 0;
+        let mut again = false;
         let mut spilled = Vec::new();
         let fired = {
             // The source is polled under the map's borrow, without cloning its `Arc` or the waker:
@@ -181,16 +189,32 @@ impl BaseInner {
                 spilled = users.clone();
             }
             let Interest { read, write, edge } = entry.interest;
+            // Only worth it behind many active events: the dispatcher collects the kernel's events
+            // again after `CALLBACK_BUDGET` callbacks, and those nearer the front run before that.
+            let defer = !edge && self.n_active() >= CALLBACK_BUDGET / 2;
             let mut cx = Context::from_waker(&entry.waker);
             let mut fired = Flags::empty();
-            if read && consume(&entry.source, Direction::Read, edge, &mut cx) {
-                fired |= Flags::READ;
-            }
-            if write && consume(&entry.source, Direction::Write, edge, &mut cx) {
-                fired |= Flags::WRITE;
+            for (wanted, dir, flag) in [
+                (read, Direction::Read, Flags::READ),
+                (write, Direction::Write, Flags::WRITE),
+            ] {
+                if wanted {
+                    let (taken, still) = consume(&entry.source, dir, defer, &mut cx);
+                    if taken {
+                        fired |= flag;
+                    }
+                    // End-of-file or an error, which cannot be cleared: a level keeps firing, so
+                    // look again next round.
+                    again |= still && !edge;
+                }
             }
             // Set before the users are activated: a one-shot one detaches at once, which re-arms.
-            entry.disarmed = !edge && !fired.is_empty();
+            let disarm = defer && !fired.is_empty();
+            if entry.disarmed != disarm {
+                entry.disarmed = disarm;
+                let n = self.n_disarmed.get();
+                self.n_disarmed.set(if disarm { n + 1 } else { n - 1 });
+            }
             fired
         };
         if fired.is_empty() {
@@ -202,23 +226,27 @@ impl BaseInner {
                 self.activate(id, what);
             }
         }
+        if again {
+            self.shared.post(Token::Fd(fd, gen));
+        }
     }
 }
 
-/// Takes the readiness of `dir` if there is some (true), or stores the waker (false). An edge stores
-/// the waker at once after taking it (the next edge must not be missed); a level waits for the
-/// callbacks (see the module doc).
+/// Takes the readiness of `dir` if there is some, or stores the waker. After taking it, stores the
+/// waker again at once unless `defer` (a disarmed level, see the module doc; an edge never defers:
+/// the next edge must not be missed). Returns whether readiness was taken, and whether the source
+/// is still ready once it was cleared and re-polled (closed or failed).
 #[inline]
-fn consume(source: &Source, dir: Direction, edge: bool, cx: &mut Context<'_>) -> bool {
+fn consume(source: &Source, dir: Direction, defer: bool, cx: &mut Context<'_>) -> (bool, bool) {
     let Poll::Ready(ev) = source.poll_ready(dir, cx) else {
-        return false;
+        return (false, false);
     };
     // An edge fires once; a level is reported again by the next poll if it lasts.
     source.clear_readiness(ev);
-    if edge {
-        let _ = source.poll_ready(dir, cx);
+    if defer {
+        return (true, false);
     }
-    true
+    (true, source.poll_ready(dir, cx).is_ready())
 }
 
 /// Drops the stale readiness of `dir` and stores the waker; true if the source is still ready (closed
