@@ -93,11 +93,13 @@ impl Buffer {
     }
 
     /// Readable bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when no bytes are readable.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -145,6 +145,8 @@ struct Inner {
 
 /// Mutable access to a buffer event's input or output; on drop, outside the buffer event's own
 /// callbacks, it lets the buffer event act on the change (write new output, resume paused reading).
+/// (Taking and dropping one is a few instructions, so these calls are `#[inline]`: every read
+/// callback makes several, from the user's crate.)
 pub struct BufGuard<'a> {
     buf: RefMut<'a, Buffer>,
     bev: &'a BufferEvent,
@@ -152,18 +154,21 @@ pub struct BufGuard<'a> {
 
 impl Deref for BufGuard<'_> {
     type Target = Buffer;
+    #[inline]
     fn deref(&self) -> &Buffer {
         &self.buf
     }
 }
 
 impl DerefMut for BufGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Buffer {
         &mut self.buf
     }
 }
 
 impl Drop for BufGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let inner = &self.bev.0;
         if !inner.in_cb.get() && !inner.freed.get() {
@@ -263,6 +268,7 @@ impl BufferEvent {
     ///
     /// # Panics
     /// Panics if it is already borrowed (hold one guard per buffer at a time).
+    #[inline]
     pub fn input(&self) -> BufGuard<'_> {
         BufGuard {
             buf: self.0.input.borrow_mut(),
@@ -274,6 +280,7 @@ impl BufferEvent {
     ///
     /// # Panics
     /// As [`input`](Self::input).
+    #[inline]
     pub fn output(&self) -> BufGuard<'_> {
         BufGuard {
             buf: self.0.output.borrow_mut(),
@@ -313,6 +320,7 @@ impl BufferEvent {
     }
 
     /// What is enabled.
+    #[inline]
     pub fn enabled(&self) -> Flags {
         self.0.enabled.get()
     }
