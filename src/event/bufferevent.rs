@@ -242,10 +242,10 @@ impl BufferEvent {
             next_read: Cell::new(MIN_READ),
         });
         let driver = BufferEvent(inner.clone());
-        inner.base.0.replace_callback(
-            id,
-            callback(move |_, what| driver.0.drive(&driver, what)),
-        );
+        inner
+            .base
+            .0
+            .replace_callback(id, callback(move |_, what| driver.0.drive(&driver, what)));
         Ok(BufferEvent(inner))
     }
 
