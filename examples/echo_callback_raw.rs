@@ -1,5 +1,5 @@
 //! The echo server on raw events: each connection has a persistent READ event, its own `Vec` of
-//! pending output, and a WRITE event that is added only while output is pending.
+//! output the socket did not take yet, and a WRITE event that is added only while there is some.
 //!
 //! ```text
 //! cargo run --release --example echo_callback_raw -- [--addr 127.0.0.1:7002] [--idle-timeout-ms 0]
@@ -69,41 +69,62 @@ thread_local! {
 
 /// Reads what is there (level-triggered: one read per wake-up) and echoes it.
 fn on_read(conn: &Rc<RefCell<Conn>>, what: Flags) {
-    let res = if what.contains(Flags::TIMEOUT) {
-        Ok(0)
-    } else {
-        READ_BUF.with_borrow_mut(|buf| {
-            let res = (&conn.borrow().stream).read(buf);
-            if let Ok(n) = res {
-                conn.borrow_mut().pending.extend_from_slice(&buf[..n]);
-            }
-            res
-        })
-    };
+    if what.contains(Flags::TIMEOUT) {
+        return close(conn); // idle
+    }
+    let res = READ_BUF.with_borrow_mut(|buf| {
+        let mut c = conn.borrow_mut();
+        let n = (&c.stream).read(buf)?;
+        c.send(&buf[..n])?;
+        Ok(n)
+    });
     match res {
-        Ok(0) => close(conn), // EOF or idle
-        Ok(_) => flush(conn),
-        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+        Ok(0) => close(conn), // EOF
+        Ok(_) => {}
+        Err(e) if retry_later(&e) => {}
         Err(_) => close(conn),
     }
 }
 
-/// Writes pending output; adds the WRITE event while some remains, deletes it once drained.
+impl Conn {
+    /// Writes `data` after the pending output: straight from the caller's buffer when nothing is
+    /// pending (the common case copies nothing); what the socket does not take waits in `pending`,
+    /// with the WRITE event added.
+    fn send(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.pending.is_empty() && !data.is_empty() {
+            match (&self.stream).write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if retry_later(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !data.is_empty() {
+            self.pending.extend_from_slice(data);
+            if let Some((_, write)) = &self.events {
+                if !write.is_pending() {
+                    write.add(None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The WRITE event's callback: writes pending output, deletes the event once it is all written.
 fn flush(conn: &Rc<RefCell<Conn>>) {
     let mut c = conn.borrow_mut();
-    let res = (&c.stream).write(&c.pending);
-    match res {
+    match (&c.stream).write(&c.pending) {
         Ok(n) => drop(c.pending.drain(..n)),
-        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+        Err(e) if retry_later(&e) => {}
         Err(_) => return drop(c.events.take()), // closes: the events go, then the socket with `conn`
     }
-    if let Some((_, write)) = &c.events {
-        match (c.pending.is_empty(), write.is_pending()) {
-            (false, false) => drop(write.add(None)),
-            (true, true) => write.del(),
-            _ => {}
-        }
+    if let (true, Some((_, write))) = (c.pending.is_empty(), &c.events) {
+        write.del();
     }
+}
+
+fn retry_later(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
 
 /// Drops the events (safe inside their own callbacks); the socket closes with the last `Rc<Conn>`.

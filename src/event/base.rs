@@ -23,7 +23,7 @@ use crate::Runtime;
 
 /// How many callbacks the dispatcher runs before it yields to the runtime, so tasks, the reactor and
 /// the timers are served while many events are active.
-const CALLBACK_BUDGET: usize = 128;
+pub(super) const CALLBACK_BUDGET: usize = 128;
 
 /// The callback loop (libevent's `event_base`), one per thread, on its own evloop [`Runtime`].
 ///
@@ -285,12 +285,20 @@ impl BaseHandle {
             let Some(next) = self.0.pop_active(level) else {
                 break;
             };
-            let Some((id, fd, fired, mut cb)) = next else {
+            let Some(run) = next else {
                 continue;
             };
-            let ctx = EventCtx::new(self, id, fd);
-            cb(&ctx, fired);
-            self.0.restore_callback(id, cb);
+            // Busy only if this callback is running further up the stack: never run it re-entrantly.
+            let Ok(mut cb) = run.callback.try_borrow_mut() else {
+                continue;
+            };
+            cb(&EventCtx::new(self, run.id, run.fd), run.fired);
+            drop(cb);
+            // The closure's destructor runs here if the callback freed its event: no borrow is held.
+            drop(run.callback);
+            if run.rearm {
+                self.0.fd_rearm(run.fd);
+            }
             ran += 1;
             if self.0.got_break.get() {
                 break;

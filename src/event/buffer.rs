@@ -93,11 +93,13 @@ impl Buffer {
     }
 
     /// Readable bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when no bytes are readable.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -124,6 +126,13 @@ impl Buffer {
         if other.is_empty() {
             return;
         }
+        if self.is_empty() {
+            // We hold at most a kept empty chunk: trade chunk lists, so no byte is copied and each
+            // buffer still has a chunk to reuse (an echo moves its input to its output this way).
+            std::mem::swap(&mut self.chunks, &mut other.chunks);
+            self.len = std::mem::take(&mut other.len);
+            return;
+        }
         let spare = self.chunks.back().map_or(0, Chunk::spare);
         if other.len <= COPY_BELOW && other.len <= spare {
             for c in &other.chunks {
@@ -148,8 +157,19 @@ impl Buffer {
     }
 
     /// Drops up to `n` bytes from the front; returns how many.
+    #[inline]
     pub fn drain(&mut self, n: usize) -> usize {
-        let n = n.min(self.len);
+        if n >= self.len {
+            let n = self.len;
+            self.drain_all();
+            return n;
+        }
+        self.drain_part(n);
+        n
+    }
+
+    /// `drain` of fewer than `len` bytes.
+    fn drain_part(&mut self, n: usize) {
         let mut left = n;
         while left > 0 {
             let front = self.chunks.front_mut().expect("len counts chunk bytes");
@@ -161,7 +181,38 @@ impl Buffer {
             }
         }
         self.len -= n;
-        n
+    }
+
+    /// Drops every byte, keeping the last chunk (reset) when it is small, as draining chunk by chunk
+    /// would: the common case (a write that took all the output, of one chunk) touches that chunk only.
+    #[inline]
+    fn drain_all(&mut self) {
+        self.len = 0;
+        match self.chunks.len() {
+            0 => {}
+            1 => {
+                let c = &mut self.chunks[0];
+                if c.data.capacity() <= KEEP {
+                    c.data.clear();
+                    c.start = 0;
+                } else {
+                    self.chunks.clear();
+                }
+            }
+            _ => self.drain_chunks(),
+        }
+    }
+
+    /// `drain_all` of several chunks.
+    #[cold]
+    fn drain_chunks(&mut self) {
+        let last = self.chunks.pop_back().filter(|c| c.data.capacity() <= KEEP);
+        self.chunks.clear();
+        if let Some(mut c) = last {
+            c.data.clear();
+            c.start = 0;
+            self.chunks.push_back(c);
+        }
     }
 
     /// Drops an emptied front chunk, or keeps it (reset) as the only chunk when it is small.
@@ -393,6 +444,9 @@ impl Buffer {
     /// to `fd`; drains what was written. Returns the count and how many bytes were offered: only a
     /// count below the offer proves the socket's buffer full (an offer cut at `MAX_IOV` chunks is not).
     pub(crate) fn write_to_fd(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
+        if self.chunks.len() == 1 {
+            return self.write_front_to_fd(fd);
+        }
         // Left uninitialised beyond `cnt`: zeroing all 64 entries (1 KiB) cost more than the rest of
         // this function when there is one chunk to send, the common case.
         let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
@@ -431,6 +485,32 @@ impl Buffer {
         })? as usize;
         self.drain(n);
         Ok((n, offered))
+    }
+}
+
+impl Buffer {
+    /// `write_to_fd` of a buffer of one chunk: one `send` (or `write`, for a non-socket), without the
+    /// iovec array and the message header.
+    fn write_front_to_fd(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
+        let bytes = self.chunks[0].bytes();
+        let (ptr, len) = (bytes.as_ptr().cast::<libc::c_void>(), bytes.len());
+        if len == 0 {
+            return Ok((0, 0));
+        }
+        let n = sys::retry(|| {
+            // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`.
+            // SAFETY: `ptr` points at `len` live bytes of the chunk, which is not modified during the
+            // call; send only reads them.
+            match syscall(unsafe { libc::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                    // SAFETY: as for send above.
+                    syscall(unsafe { libc::write(fd, ptr, len) })
+                }
+                res => res,
+            }
+        })? as usize;
+        self.drain(n);
+        Ok((n, len))
     }
 }
 

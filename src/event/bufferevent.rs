@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod driver;
 
-use super::core::SlotId;
+use super::core::{callback, SlotId};
 use super::inbox::{Token, TokenWaker};
 use super::timers::TimerId;
 use super::{flag_ops, BaseHandle, Buffer, Flags};
@@ -134,6 +134,8 @@ struct Inner {
     error: RefCell<Option<io::Error>>,
     /// `free` has run.
     freed: Cell<bool>,
+    /// What the driver's slot was last told by `update_pending` (pending: keeps `dispatch` running).
+    pending: Cell<bool>,
     /// One of this buffer event's callbacks is running: buffer guards do not kick the driver, which
     /// looks at the buffers itself after the callback.
     in_cb: Cell<bool>,
@@ -143,6 +145,8 @@ struct Inner {
 
 /// Mutable access to a buffer event's input or output; on drop, outside the buffer event's own
 /// callbacks, it lets the buffer event act on the change (write new output, resume paused reading).
+/// (Taking and dropping one is a few instructions, so these calls are `#[inline]`: every read
+/// callback makes several, from the user's crate.)
 pub struct BufGuard<'a> {
     buf: RefMut<'a, Buffer>,
     bev: &'a BufferEvent,
@@ -150,18 +154,21 @@ pub struct BufGuard<'a> {
 
 impl Deref for BufGuard<'_> {
     type Target = Buffer;
+    #[inline]
     fn deref(&self) -> &Buffer {
         &self.buf
     }
 }
 
 impl DerefMut for BufGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Buffer {
         &mut self.buf
     }
 }
 
 impl Drop for BufGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let inner = &self.bev.0;
         if !inner.in_cb.get() && !inner.freed.get() {
@@ -194,7 +201,7 @@ impl BufferEvent {
         sys::set_nonblocking(fd)?;
         let id = base
             .0
-            .alloc(fd, Flags::empty(), Box::new(|_, _| {}), true)?;
+            .alloc(fd, Flags::empty(), callback(|_, _| {}), true)?;
         let source = match base.0.reactor.register(fd) {
             Ok(s) => s,
             Err(e) => {
@@ -230,14 +237,15 @@ impl BufferEvent {
             eof: Cell::new(false),
             error: RefCell::new(None),
             freed: Cell::new(false),
+            pending: Cell::new(false),
             in_cb: Cell::new(false),
             next_read: Cell::new(MIN_READ),
         });
-        let driver = inner.clone();
+        let driver = BufferEvent(inner.clone());
         inner
             .base
             .0
-            .replace_callback(id, Box::new(move |_, what| driver.drive(what)));
+            .replace_callback(id, callback(move |_, what| driver.0.drive(&driver, what)));
         Ok(BufferEvent(inner))
     }
 
@@ -260,6 +268,7 @@ impl BufferEvent {
     ///
     /// # Panics
     /// Panics if it is already borrowed (hold one guard per buffer at a time).
+    #[inline]
     pub fn input(&self) -> BufGuard<'_> {
         BufGuard {
             buf: self.0.input.borrow_mut(),
@@ -271,6 +280,7 @@ impl BufferEvent {
     ///
     /// # Panics
     /// As [`input`](Self::input).
+    #[inline]
     pub fn output(&self) -> BufGuard<'_> {
         BufGuard {
             buf: self.0.output.borrow_mut(),
@@ -310,6 +320,7 @@ impl BufferEvent {
     }
 
     /// What is enabled.
+    #[inline]
     pub fn enabled(&self) -> Flags {
         self.0.enabled.get()
     }

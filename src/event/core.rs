@@ -15,10 +15,10 @@
 //! out of the borrow first.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Waker};
@@ -26,37 +26,21 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::fdmap::FdEntry;
+use super::fdmap::{FdEntry, FdTable};
 use super::inbox::{Shared, Token, TokenWaker};
 use super::timers::{TimerId, Timers};
 use super::{EventCtx, Flags};
 use crate::reactor::Reactor;
 use crate::signal;
 
-/// A callback as stored in a slot.
-pub(crate) type Callback = Box<dyn FnMut(&EventCtx<'_>, Flags)>;
+/// A callback as stored in a slot. The dispatcher runs a clone of the `Rc`, so a callback that frees
+/// its own event (or replaces its callback) drops only the slot's reference: the running closure lives
+/// until it returns, with nothing to put back afterwards. The `RefCell` refuses a re-entrant run.
+pub(crate) type Callback = Rc<RefCell<dyn FnMut(&EventCtx<'_>, Flags)>>;
 
-/// Hashes the fd map's keys: a file descriptor is a small integer the kernel hands out, not input an
-/// attacker picks, so SipHash's flood resistance buys nothing, and it cost more than the rest of the
-/// lookup on every event. Multiplying by 2^64/phi spreads consecutive fds over the table's buckets and
-/// the high bits that hashbrown uses for its control bytes.
-#[derive(Default)]
-pub(super) struct FdHasher(u64);
-
-impl Hasher for FdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_i32(&mut self, fd: i32) {
-        self.0 = u64::from(fd as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// Wraps a closure as a slot's [`Callback`].
+pub(crate) fn callback(f: impl FnMut(&EventCtx<'_>, Flags) + 'static) -> Callback {
+    Rc::new(RefCell::new(f))
 }
 
 /// Names one event slot: the slab index and the generation it was allocated with, so that a stale id
@@ -77,9 +61,8 @@ pub(crate) struct Slot {
     pub(crate) flags: Flags,
     /// Index into the active queues.
     priority: usize,
-    /// `None` while the callback runs (it is on the dispatcher's stack), so a re-entrant delete can
-    /// never drop a running closure.
-    callback: Option<Callback>,
+    /// The callback (see [`Callback`] for how a running one survives the deletion of its event).
+    callback: Callback,
     /// Driven by a buffer event or listener: tokens activate it as they come, without fd map, timer or
     /// signal bookkeeping, and it never becomes non-pending by firing.
     internal: bool,
@@ -97,6 +80,17 @@ pub(crate) struct Slot {
     signal_waker: Option<Waker>,
 }
 
+/// An active event taken off its queue to run.
+pub(crate) struct Run {
+    pub(crate) id: SlotId,
+    pub(crate) fd: RawFd,
+    pub(crate) fired: Flags,
+    pub(crate) callback: Callback,
+    /// An event on an fd entry, while some entry is disarmed: once the callback ran, its entry is
+    /// re-armed (`fdmap.rs`).
+    pub(crate) rearm: bool,
+}
+
 /// Everything an event base owns, behind the `Rc` of its handles.
 pub(crate) struct BaseInner {
     pub(crate) reactor: Arc<Reactor>,
@@ -104,7 +98,9 @@ pub(crate) struct BaseInner {
     slots: RefCell<Slab<Slot>>,
     /// Source of slot and fd-entry generations.
     next_gen: Cell<u64>,
-    pub(super) fds: RefCell<HashMap<RawFd, FdEntry, BuildHasherDefault<FdHasher>>>,
+    pub(super) fds: RefCell<FdTable>,
+    /// How many fd entries are disarmed (`fdmap.rs`): while none is, callbacks skip the re-arm lookup.
+    pub(super) n_disarmed: Cell<usize>,
     /// One FIFO of active slot ids per priority level; an id whose slot has no fired flags is skipped.
     active: RefCell<Vec<VecDeque<SlotId>>>,
     /// How many ids the active queues hold.
@@ -137,7 +133,8 @@ impl BaseInner {
             shared,
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(1),
-            fds: RefCell::new(HashMap::default()),
+            fds: RefCell::new(FdTable::default()),
+            n_disarmed: Cell::new(0),
             active: RefCell::new((0..priorities.max(1)).map(|_| VecDeque::new()).collect()),
             n_active: Cell::new(0),
             n_pending: Cell::new(0),
@@ -202,7 +199,7 @@ impl BaseInner {
             fd,
             flags,
             priority,
-            callback: Some(callback),
+            callback,
             internal,
             pending: false,
             fired: Flags::empty(),
@@ -422,11 +419,7 @@ impl BaseInner {
     /// pending, a `PERSIST` one with a timeout has its timeout restarted.
     pub(crate) fn activate(&self, id: SlotId, what: Flags) {
         let Some((one_shot, rearm)) = self.with_slot(id, |s| {
-            if s.fired.is_empty() {
-                self.active.borrow_mut()[s.priority].push_back(id);
-                self.n_active.set(self.n_active.get() + 1);
-            }
-            s.fired |= what;
+            self.queue(id, s, what);
             let persist = s.flags.contains(Flags::PERSIST);
             let live = s.pending && !s.internal;
             (
@@ -444,6 +437,16 @@ impl BaseInner {
         if !self.dispatching.get() {
             self.shared.wake_dispatcher();
         }
+    }
+
+    /// Adds `what` to the slot's fired flags, and queues it if it was not queued yet.
+    #[inline]
+    fn queue(&self, id: SlotId, s: &mut Slot, what: Flags) {
+        if s.fired.is_empty() {
+            self.active.borrow_mut()[s.priority].push_back(id);
+            self.n_active.set(self.n_active.get() + 1);
+        }
+        s.fired |= what;
     }
 
     /// Drains the inbox and activates what is really ready.
@@ -465,14 +468,15 @@ impl BaseInner {
 
     fn process_slot(&self, id: SlotId, what: Flags) {
         enum Step {
-            Activate,
             Signal(signal::Listener, Waker),
             Nothing,
         }
         let step = self
             .with_slot(id, |s| {
                 if s.internal {
-                    Step::Activate
+                    // All that activating an internal slot does (and the dispatcher is running).
+                    self.queue(id, s, what);
+                    Step::Nothing
                 } else if what.contains(Flags::SIGNAL) {
                     match (s.signal.take(), &s.signal_waker) {
                         (Some(l), Some(w)) => Step::Signal(l, w.clone()),
@@ -487,7 +491,6 @@ impl BaseInner {
             })
             .unwrap_or(Step::Nothing);
         match step {
-            Step::Activate => self.activate(id, what),
             Step::Signal(mut listener, waker) => {
                 let fired = listener
                     .poll_recv(&mut Context::from_waker(&waker))
@@ -513,12 +516,8 @@ impl BaseInner {
     }
 
     /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
-    /// callback (which the caller must hand back with [`restore_callback`](Self::restore_callback)).
-    /// `None` when that queue is empty.
-    pub(crate) fn pop_active(
-        &self,
-        priority: usize,
-    ) -> Option<Option<(SlotId, RawFd, Flags, Callback)>> {
+    /// callback. `None` when that queue is empty.
+    pub(crate) fn pop_active(&self, priority: usize) -> Option<Option<Run>> {
         let id = self.active.borrow_mut()[priority].pop_front()?;
         self.n_active.set(self.n_active.get() - 1);
         Some(
@@ -526,8 +525,15 @@ impl BaseInner {
                 if s.fired.is_empty() {
                     return None; // deleted after it was queued, or a duplicate entry
                 }
-                let fired = std::mem::take(&mut s.fired);
-                s.callback.take().map(|cb| (id, s.fd, fired, cb))
+                Some(Run {
+                    id,
+                    fd: s.fd,
+                    fired: std::mem::take(&mut s.fired),
+                    callback: s.callback.clone(),
+                    rearm: self.n_disarmed.get() > 0
+                        && !s.internal
+                        && s.flags.intersects(Flags::READ | Flags::WRITE),
+                })
             })
             .flatten(),
         )
@@ -545,22 +551,8 @@ impl BaseInner {
 
     /// Gives an event a new callback (the old one is dropped with no borrow held).
     pub(crate) fn replace_callback(&self, id: SlotId, cb: Callback) {
-        let old = self.with_slot(id, |s| s.callback.replace(cb));
+        let old = self.with_slot(id, |s| std::mem::replace(&mut s.callback, cb));
         drop(old);
-    }
-
-    /// Puts a callback back after it ran, unless its event was freed (then it is dropped here, with no
-    /// borrow held) or given a new callback meanwhile.
-    pub(crate) fn restore_callback(&self, id: SlotId, cb: Callback) {
-        let leftover = self.with_slot(id, |s| {
-            if s.callback.is_none() {
-                s.callback = Some(cb);
-                None
-            } else {
-                Some(cb)
-            }
-        });
-        drop(leftover);
     }
 
     /// Arms (or with `None`, requests at once) the exit of the loop.
@@ -590,7 +582,8 @@ impl BaseInner {
         self.exit_timer.set(None);
         self.timers.borrow_mut().clear();
         let slots: Vec<Slot> = self.slots.borrow_mut().drain().collect();
-        let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().map(|(_, e)| e).collect();
+        let fds: Vec<FdEntry> = self.fds.borrow_mut().drain().collect();
+        self.n_disarmed.set(0);
         for e in &fds {
             let _ = self.reactor.deregister(&e.source);
         }

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::core::SlotId;
+use super::core::{self, SlotId};
 use super::{BaseHandle, Flags};
 
 /// A callback on readiness of an fd, a timeout, or a signal (libevent's `struct event`).
@@ -69,7 +69,7 @@ impl Event {
         F: FnMut(&EventCtx<'_>, Flags) + 'static,
     {
         let base = base.as_ref().clone();
-        let id = base.0.alloc(fd, flags, Box::new(callback), false)?;
+        let id = base.0.alloc(fd, flags, core::callback(callback), false)?;
         Ok(Event { base, id })
     }
 

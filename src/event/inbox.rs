@@ -43,12 +43,21 @@ impl Shared {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `token` and wakes the dispatcher (outside the lock).
+    /// Queues `token` and wakes the dispatcher (outside the lock) if the inbox was empty. Tokens that
+    /// find it non-empty need no wake: the one that made it non-empty woke the dispatcher, whose next
+    /// poll drains them all (every poll that starts a round drains the whole inbox, and the dispatcher's
+    /// first poll drains whatever was posted before it ran). A busy poll of the reactor posts dozens of
+    /// tokens; only the first pays for cloning and waking the dispatcher's waker.
     pub(crate) fn post(&self, token: Token) {
         let waker = {
             let mut inbox = self.inbox();
+            let was_empty = inbox.tokens.is_empty();
             inbox.tokens.push(token);
-            inbox.dispatcher.clone()
+            if was_empty {
+                inbox.dispatcher.clone()
+            } else {
+                None
+            }
         };
         if let Some(w) = waker {
             w.wake();

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::core::SlotId;
+use super::core::{callback, SlotId};
 use super::inbox::{Token, TokenWaker};
 use super::{BaseHandle, Flags};
 use crate::net;
@@ -104,7 +104,7 @@ impl Listener {
         let addr = listener.local_addr()?;
         let id = base
             .0
-            .alloc(-1, Flags::empty(), Box::new(|_, _| {}), true)?;
+            .alloc(-1, Flags::empty(), callback(|_, _| {}), true)?;
         let inner = Rc::new(Inner {
             waker: TokenWaker::waker(&base.0.shared, Token::Slot(id, Flags::READ)),
             base,
@@ -120,7 +120,7 @@ impl Listener {
         inner
             .base
             .0
-            .replace_callback(id, Box::new(move |_, _| driver.drive()));
+            .replace_callback(id, callback(move |_, _| driver.drive()));
         let l = Listener(inner);
         l.enable();
         Ok(l)

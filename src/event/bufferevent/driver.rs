@@ -5,7 +5,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use std::os::fd::IntoRawFd;
@@ -18,15 +17,15 @@ use crate::reactor::Direction;
 
 impl Inner {
     /// The driver: runs on readiness, timers and kicks.
-    pub(super) fn drive(self: &Rc<Self>, what: Flags) {
+    pub(super) fn drive(&self, bev: &BufferEvent, what: Flags) {
         if what.contains(Flags::TIMEOUT) {
-            self.check_timers();
+            self.check_timers(bev);
         }
-        let mut again = self.do_read();
+        let mut again = self.do_read(bev);
         if self.freed.get() {
             return;
         }
-        again |= self.do_write();
+        again |= self.do_write(bev);
         if self.freed.get() {
             return;
         }
@@ -52,13 +51,17 @@ impl Inner {
             let reading = en.contains(Flags::READ) && !self.eof.get();
             let writing = en.contains(Flags::WRITE)
                 && self.output.try_borrow().map_or(true, |o| !o.is_empty());
-            self.base.0.set_internal_pending(id, reading || writing);
+            // The slot is told only of changes: a steady echo stays pending.
+            let pending = reading || writing;
+            if self.pending.replace(pending) != pending {
+                self.base.0.set_internal_pending(id, pending);
+            }
         }
     }
 
     /// One read if reading is enabled and the socket is ready; runs the read or event callback.
     /// Returns true when the socket may still be readable (so the driver should run again).
-    fn do_read(self: &Rc<Self>) -> bool {
+    fn do_read(&self, bev: &BufferEvent) -> bool {
         if !self.enabled.get().contains(Flags::READ) || self.eof.get() {
             return false;
         }
@@ -82,7 +85,7 @@ impl Inner {
             Ok(0) => {
                 self.eof.set(true);
                 self.enabled.set(self.enabled.get() & !Flags::READ);
-                self.call_event_cb(BevFlags::EOF | BevFlags::READING);
+                self.call_event_cb(bev, BevFlags::EOF | BevFlags::READING);
                 false
             }
             Ok(n) => {
@@ -100,7 +103,7 @@ impl Inner {
                 // Re-registers the waker, or says there is more to read.
                 let more = self.source.poll_ready(Direction::Read, &mut cx).is_ready();
                 if self.input.borrow().len() >= low.max(1) {
-                    self.call_data_cb(&self.read_cb);
+                    self.call_data_cb(bev, &self.read_cb);
                 }
                 more
             }
@@ -112,7 +115,7 @@ impl Inner {
                 self.eof.set(true);
                 self.enabled.set(self.enabled.get() & !Flags::READ);
                 *self.error.borrow_mut() = Some(e);
-                self.call_event_cb(BevFlags::ERROR | BevFlags::READING);
+                self.call_event_cb(bev, BevFlags::ERROR | BevFlags::READING);
                 false
             }
         }
@@ -120,7 +123,7 @@ impl Inner {
 
     /// One `writev` if output is waiting and the socket is writable; runs the write or event callback.
     /// Returns true when the driver should run again (more to write on a still-writable socket).
-    fn do_write(self: &Rc<Self>) -> bool {
+    fn do_write(&self, bev: &BufferEvent) -> bool {
         if !self.enabled.get().contains(Flags::WRITE) || self.output.borrow().is_empty() {
             return false;
         }
@@ -155,7 +158,7 @@ impl Inner {
                     self.write_waiting.set(false);
                 }
                 if left <= self.write_low.get() {
-                    self.call_data_cb(&self.write_cb);
+                    self.call_data_cb(bev, &self.write_cb);
                     if !self.output.borrow().is_empty() {
                         more = true; // the callback wrote more
                     }
@@ -170,29 +173,29 @@ impl Inner {
             Err(e) => {
                 self.enabled.set(self.enabled.get() & !Flags::WRITE);
                 *self.error.borrow_mut() = Some(e);
-                self.call_event_cb(BevFlags::ERROR | BevFlags::WRITING);
+                self.call_event_cb(bev, BevFlags::ERROR | BevFlags::WRITING);
                 false
             }
         }
     }
 
     /// Runs a read or write callback, taken out of its cell while it runs.
-    fn call_data_cb(self: &Rc<Self>, cell: &RefCell<Option<DataCb>>) {
+    fn call_data_cb(&self, bev: &BufferEvent, cell: &RefCell<Option<DataCb>>) {
         let Some(mut cb) = cell.borrow_mut().take() else {
             return;
         };
         self.in_cb.set(true);
-        cb(&BufferEvent(self.clone()));
+        cb(bev);
         self.in_cb.set(false);
         self.restore(cell, cb);
     }
 
-    fn call_event_cb(self: &Rc<Self>, what: BevFlags) {
+    fn call_event_cb(&self, bev: &BufferEvent, what: BevFlags) {
         let Some(mut cb) = self.event_cb.borrow_mut().take() else {
             return;
         };
         self.in_cb.set(true);
-        cb(&BufferEvent(self.clone()), what);
+        cb(bev, what);
         self.in_cb.set(false);
         self.restore(&self.event_cb, cb);
     }
@@ -243,7 +246,7 @@ impl Inner {
     }
 
     /// After a timer wake: fires the timeouts that are really due, re-arms the others.
-    fn check_timers(self: &Rc<Self>) {
+    fn check_timers(&self, bev: &BufferEvent) {
         let base = &self.base.0;
         let fired = |cell: &Cell<Option<TimerId>>| match cell.get() {
             Some(key) if !base.timer_pending(key) => {
@@ -260,7 +263,7 @@ impl Inner {
                 }
                 if self.enabled.get().contains(Flags::READ) && now >= self.last_read.get() + d {
                     self.enabled.set(self.enabled.get() & !Flags::READ);
-                    self.call_event_cb(BevFlags::TIMEOUT | BevFlags::READING);
+                    self.call_event_cb(bev, BevFlags::TIMEOUT | BevFlags::READING);
                 } else {
                     self.arm_read_timer();
                 }
@@ -275,7 +278,7 @@ impl Inner {
                     self.enabled.get().contains(Flags::WRITE) && !self.output.borrow().is_empty();
                 if waiting && now >= self.last_write.get() + d {
                     self.enabled.set(self.enabled.get() & !Flags::WRITE);
-                    self.call_event_cb(BevFlags::TIMEOUT | BevFlags::WRITING);
+                    self.call_event_cb(bev, BevFlags::TIMEOUT | BevFlags::WRITING);
                 } else if waiting {
                     self.arm_write_timer();
                 }
@@ -289,6 +292,7 @@ impl Inner {
             return;
         }
         if let Some(id) = self.id.take() {
+            self.pending.set(false);
             self.base.0.set_internal_pending(id, false);
             self.base.0.free(id);
         }
