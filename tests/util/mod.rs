@@ -496,12 +496,18 @@ pub fn set_nofile_soft_limit(soft: u64) {
 /// where [`rss_is_meaningful`] is false and the bounds using it are skipped.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    vm_rss_kib_in("/proc/self/status")
+}
+
+/// The `VmRSS` line of a /proc/PID/status file, in KiB.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn vm_rss_kib_in(path: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+        .unwrap_or_else(|| panic!("no VmRSS in {path}"))
 }
 
 /// See the Linux version: no /proc here.
@@ -1171,13 +1177,7 @@ impl ExampleServer {
     /// The server's resident memory in KiB (`VmRSS` of /proc/PID/status; /proc is Linux's).
     #[cfg(target_os = "linux")]
     pub fn rss_kib(&self) -> u64 {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+        vm_rss_kib_in(&format!("/proc/{}/status", self.child.id()))
     }
 }
 
