@@ -134,26 +134,26 @@ fn exists(pid: u32) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
+/// Drops a `kill_on_drop` child that would sleep for 100 s and waits (at most 5 s) until its pid is
+/// gone: killed, then reaped by the orphan reaper, zombie and all. A failure says "pid N {what}".
+async fn drop_a_sleeper_and_see_it_gone(what: &str) {
+    let child = Command::new("sleep")
+        .arg("100")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    drop(child);
+    let start = Instant::now();
+    while exists(pid) {
+        assert!(start.elapsed() < Duration::from_secs(5), "pid {pid} {what}");
+        evloop::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[test]
 fn kill_on_drop_kills_and_reaps() {
-    util::block_on(async {
-        let child = Command::new("sleep")
-            .arg("100")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        drop(child);
-        // Killed, then reaped by the orphan reaper: the pid is gone, zombie and all.
-        let start = Instant::now();
-        while exists(pid) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "pid {pid} still exists"
-            );
-            evloop::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+    util::block_on(drop_a_sleeper_and_see_it_gone("still exists"));
 }
 
 #[test]
@@ -270,21 +270,7 @@ fn process_on_the_multi_thread_runtime() {
             let status = sh("exit 9").status().await.unwrap();
             assert_eq!(status.code(), Some(9));
             // An orphan on this flavor is reaped too.
-            let child = Command::new("sleep")
-                .arg("100")
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let pid = child.id().unwrap();
-            drop(child);
-            let start = Instant::now();
-            while exists(pid) {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "pid {pid} not reaped"
-                );
-                evloop::time::sleep(Duration::from_millis(10)).await;
-            }
+            drop_a_sleeper_and_see_it_gone("not reaped").await;
         });
     });
 }
