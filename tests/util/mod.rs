@@ -1017,6 +1017,26 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     if !missing.is_empty() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // Cargo runs this test with the variables of a running target (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...). Build scripts that watch them (ring's does) would see them
+        // changed and rerun, here and again in the next outer `cargo test`: the nested cargo gets
+        // the environment cargo itself was started with.
+        for key in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
+            let of_the_target = key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_str());
+            if of_the_target {
+                cmd.env_remove(key);
+            }
+        }
         cmd.arg("build")
             .arg("--quiet")
             .arg("--manifest-path")
