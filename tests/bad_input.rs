@@ -255,13 +255,7 @@ fn timeouts_with_maximal_zero_and_past_deadlines() {
 
 /// `shutdown_timeout` with `d`, with one task pending; must return within 5 s.
 fn shutdown_promptly(workers: usize, d: Duration) {
-    let rt = match workers {
-        0 => evloop::Runtime::new().unwrap(),
-        n => evloop::Runtime::builder()
-            .worker_threads(n)
-            .build()
-            .unwrap(),
-    };
+    let rt = util::runtime(workers);
     rt.spawn(std::future::pending::<()>());
     let start = Instant::now();
     rt.shutdown_timeout(d);

@@ -2,22 +2,23 @@
 //! line saying what is wrong plus the same usage on stderr and exit code 2.
 //!
 //! The examples are found in the `examples/` directory, so a new one is covered without editing this
-//! file. They are run from the binaries cargo builds next to this test (`cargo test` builds every
-//! example its features allow); one that is missing or older than its source is built first with
-//! `cargo build --examples`. An example whose `required-features` (in Cargo.toml) are off is skipped.
+//! file. They are built with this test's profile and features (`util::build_examples`, a no-op after a
+//! plain `cargo test`, which builds them too) and run from there. An example whose `required-features`
+//! (in Cargo.toml) this test was built without is skipped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod util;
+
+use std::path::Path;
+use std::time::Duration;
+
+use util::{build_examples, feature_enabled, run_example};
 
 /// How long one example may take to answer.
 const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
-/// An example target: its name, its source (a file, or the directory of a `main.rs`), and the features
-/// Cargo.toml says it needs.
+/// An example target: its name and the features Cargo.toml says it needs.
 struct Example {
     name: String,
-    source: PathBuf,
     required_features: Vec<String>,
 }
 
@@ -39,7 +40,6 @@ fn examples() -> Vec<Example> {
             found.push(Example {
                 name: name.to_string(),
                 required_features: required_features(&manifest, name),
-                source: path,
             });
         }
     }
@@ -77,79 +77,6 @@ fn required_features(manifest: &str, name: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// Where cargo put this profile's example binaries: `<profile dir>/examples/`, next to the `deps/`
-/// directory that holds this test.
-fn examples_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("the test binary's directory");
-    deps.parent()
-        .expect("the profile directory")
-        .join("examples")
-}
-
-/// The newest modification time under `path` (a file, or every file of a directory).
-fn newest_mtime(path: &Path) -> std::time::SystemTime {
-    let meta = std::fs::metadata(path).expect("stat the example's source");
-    if !meta.is_dir() {
-        return meta.modified().expect("mtime");
-    }
-    std::fs::read_dir(path)
-        .expect("read the example's directory")
-        .map(|e| newest_mtime(&e.expect("read the example's directory").path()))
-        .max()
-        .unwrap_or(std::time::UNIX_EPOCH)
-}
-
-/// True if the binary of `ex` exists and is newer than its source.
-fn is_built(ex: &Example) -> bool {
-    let bin = examples_dir().join(&ex.name);
-    match std::fs::metadata(&bin).and_then(|m| m.modified()) {
-        Ok(built) => built >= newest_mtime(&ex.source),
-        Err(_) => false,
-    }
-}
-
-/// Builds the examples (default features) into this test's profile directory.
-fn build_examples() {
-    let profile_dir = examples_dir()
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str().map(String::from))
-        .unwrap_or_default();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--examples", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // The dev profile builds into `debug/`; every other profile into a directory of its name.
-    if profile_dir != "debug" {
-        cmd.args(["--profile", &profile_dir]);
-    }
-    let status = cmd.status().expect("run cargo build --examples");
-    assert!(status.success(), "cargo build --examples failed: {status}");
-}
-
-/// Runs example `name` with `args` and collects its output, failing after [`ANSWER_LIMIT`].
-fn run(name: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(examples_dir().join(name))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run example {name}: {e}"));
-    let start = Instant::now();
-    while child.try_wait().expect("wait for the example").is_none() {
-        if start.elapsed() > ANSWER_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("example {name} {args:?} did not exit within {ANSWER_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-        .wait_with_output()
-        .expect("collect the example's output")
-}
-
 #[test]
 fn every_example_answers_help_and_rejects_a_bad_flag() {
     // The examples themselves are not instrumented by scripts/sanitize.sh (which sets this), and
@@ -163,28 +90,29 @@ fn every_example_answers_help_and_rejects_a_bad_flag() {
         "found only {} examples in examples/",
         all.len()
     );
-    if all
-        .iter()
-        .any(|ex| ex.required_features.is_empty() && !is_built(ex))
-    {
-        build_examples();
+    let enabled = |ex: &&Example| {
+        ex.required_features.iter().all(|f| {
+            feature_enabled(f).unwrap_or_else(|| {
+                panic!(
+                    "example {} needs feature {f:?}, which tests/util/mod.rs's FEATURES does not \
+                     list: add it there",
+                    ex.name
+                )
+            })
+        })
+    };
+    let (runnable, skipped): (Vec<&Example>, Vec<&Example>) = all.iter().partition(enabled);
+    for ex in &skipped {
+        println!(
+            "skipped {}: needs features {:?}",
+            ex.name, ex.required_features
+        );
     }
+    let names: Vec<&str> = runnable.iter().map(|ex| ex.name.as_str()).collect();
+    build_examples(&names);
     let mut checked = 0;
-    for ex in &all {
-        if !is_built(ex) {
-            // cargo builds an example only when its required features are on.
-            assert!(
-                !ex.required_features.is_empty(),
-                "example {} was not built: `cargo build --examples` should have built it",
-                ex.name
-            );
-            println!(
-                "skipped {}: needs features {:?}",
-                ex.name, ex.required_features
-            );
-            continue;
-        }
-        let help = run(&ex.name, &["--help"]);
+    for ex in runnable {
+        let help = run_example(&ex.name, &["--help"], ANSWER_LIMIT);
         let usage = String::from_utf8_lossy(&help.stdout).into_owned();
         assert_eq!(
             help.status.code(),
@@ -207,7 +135,7 @@ fn every_example_answers_help_and_rejects_a_bad_flag() {
             String::from_utf8_lossy(&help.stderr)
         );
 
-        let bad = run(&ex.name, &["--no-such-flag"]);
+        let bad = run_example(&ex.name, &["--no-such-flag"], ANSWER_LIMIT);
         let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();
         assert_eq!(
             bad.status.code(),

@@ -640,13 +640,7 @@ fn wakers_called_after_their_task_finished_or_was_aborted_are_harmless() {
 fn handles_dropped_while_their_tasks_run_detach_them() {
     with_deadline(util::TEST_LIMIT, || {
         for workers in [0, 2] {
-            let rt = match workers {
-                0 => evloop::Runtime::new().unwrap(),
-                n => evloop::Runtime::builder()
-                    .worker_threads(n)
-                    .build()
-                    .unwrap(),
-            };
+            let rt = util::runtime(workers);
             let done = Arc::new(AtomicUsize::new(0));
             let handles: Vec<_> = (0..1000)
                 .map(|i| {
@@ -703,13 +697,7 @@ fn a_runtime_dropped_with_100000_pending_tasks_and_open_sockets_frees_everything
         // 10,000 sockets (5,000 pairs), or what the limit allows.
         let pairs = 5_000.min(soft.saturating_sub(fds_before + 200) / 2);
         let dropped = Arc::new(AtomicUsize::new(0));
-        let rt = match workers {
-            0 => evloop::Runtime::new().unwrap(),
-            n => evloop::Runtime::builder()
-                .worker_threads(n)
-                .build()
-                .unwrap(),
-        };
+        let rt = util::runtime(workers);
         let d = dropped.clone();
         rt.block_on(async move {
             for i in 0..TASKS {

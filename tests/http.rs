@@ -6,12 +6,10 @@
 //! cargo test --features hyper --test http
 //! ```
 
-mod http_util;
 mod util;
 
 use std::future::poll_fn;
-use std::io::{self, BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::{self, Read};
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -19,7 +17,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use evloop::hyper::{HyperExecutor, HyperIo, HyperTimer};
 use evloop::net::TcpStream;
-use evloop::Runtime;
 use futures::channel::{mpsc, oneshot};
 use futures::future::FutureExt;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -28,14 +25,15 @@ use hyper::client::conn::{http1, http2};
 use hyper::rt::Timer;
 use hyper::{Request, StatusCode};
 
-use http_util::{
-    check_pattern, client1, curl, empty, example_binary, get, handle, hello, on_both_flavors,
-    pattern_body, Config, Server, HELLO, HTTP1, PROTOCOL, SLOW_STARTED,
+use util::http::{
+    check_pattern, client1, curl, empty, get, handle, hello, pattern_body, Config, Server, HELLO,
+    HTTP1, PROTOCOL, SLOW_STARTED,
 };
+use util::{on_each_flavor_within, on_each_runtime, ExampleServer};
 
 #[test]
 fn a_thousand_keep_alive_requests_on_one_connection() {
-    on_both_flavors(Duration::from_secs(30), || async {
+    on_each_flavor_within(Duration::from_secs(30), || async {
         for wrap in [false, true] {
             let server = Server::start(Config { wrap, ..HTTP1 }).await;
             let addr = server.addr;
@@ -68,7 +66,7 @@ fn a_thousand_keep_alive_requests_on_one_connection() {
 
 #[test]
 fn a_hundred_connections_of_a_hundred_requests() {
-    on_both_flavors(Duration::from_secs(60), || async {
+    on_each_flavor_within(Duration::from_secs(60), || async {
         let server = Server::start(HTTP1).await;
         let addr = server.addr;
         let clients: Vec<_> = (0..100)
@@ -92,7 +90,7 @@ fn a_hundred_connections_of_a_hundred_requests() {
 #[test]
 fn a_16_mib_body_streams_to_echo_and_back() {
     const LEN: usize = 16 << 20;
-    on_both_flavors(Duration::from_secs(60), || async {
+    on_each_flavor_within(Duration::from_secs(60), || async {
         // The server reads through `HyperIo` (its adaptive read sizes), the client straight from the
         // socket.
         let server = Server::start(Config {
@@ -115,7 +113,7 @@ fn a_16_mib_body_streams_to_echo_and_back() {
 
 #[test]
 fn h2c_with_a_hundred_concurrent_streams_on_one_connection() {
-    on_both_flavors(Duration::from_secs(30), || async {
+    on_each_flavor_within(Duration::from_secs(30), || async {
         let server = Server::start(Config {
             http2: true,
             ..HTTP1
@@ -168,7 +166,7 @@ fn h2c_with_a_hundred_concurrent_streams_on_one_connection() {
 #[test]
 fn the_header_read_timeout_closes_a_connection_that_sends_half_a_request() {
     const TIMEOUT: Duration = Duration::from_millis(200);
-    on_both_flavors(Duration::from_secs(20), || async {
+    on_each_flavor_within(Duration::from_secs(20), || async {
         let server = Server::start(Config {
             header_read_timeout: Some(TIMEOUT),
             ..HTTP1
@@ -207,39 +205,32 @@ fn the_header_read_timeout_closes_a_connection_that_sends_half_a_request() {
 
 #[test]
 fn hyper_timer_reset_moves_the_same_timer() {
-    for workers in [0, 2] {
-        util::with_deadline(Duration::from_secs(10), move || {
-            let rt = match workers {
-                0 => Runtime::new(),
-                n => Runtime::builder().worker_threads(n).build(),
-            }
-            .unwrap();
-            rt.block_on(async {
-                let timer = HyperTimer::new();
-                let mut sleep = timer.sleep(Duration::from_secs(3600));
-                // First poll arms it.
-                assert!(poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx).is_pending())).await);
-                assert_eq!(rt.timer_count(), 1);
-                let start = Instant::now();
-                timer.reset(&mut sleep, Instant::now() + Duration::from_millis(20));
-                assert_eq!(rt.timer_count(), 1, "reset moved the timer, made none");
-                assert!(
-                    sleep.is::<evloop::time::Sleep>(),
-                    "still evloop's Sleep, not a new box"
-                );
-                sleep.as_mut().await;
-                let took = start.elapsed();
-                assert!(took >= Duration::from_millis(19), "{took:?}");
-                assert!(took < Duration::from_secs(5), "{took:?}");
-                assert_eq!(rt.timer_count(), 0);
-            });
+    on_each_runtime(Duration::from_secs(10), |rt| {
+        rt.block_on(async {
+            let timer = HyperTimer::new();
+            let mut sleep = timer.sleep(Duration::from_secs(3600));
+            // First poll arms it.
+            assert!(poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx).is_pending())).await);
+            assert_eq!(rt.timer_count(), 1);
+            let start = Instant::now();
+            timer.reset(&mut sleep, Instant::now() + Duration::from_millis(20));
+            assert_eq!(rt.timer_count(), 1, "reset moved the timer, made none");
+            assert!(
+                sleep.is::<evloop::time::Sleep>(),
+                "still evloop's Sleep, not a new box"
+            );
+            sleep.as_mut().await;
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(19), "{took:?}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+            assert_eq!(rt.timer_count(), 0);
         });
-    }
+    });
 }
 
 #[test]
 fn an_upgrade_to_a_custom_protocol_carries_bytes_both_ways_over_hyper_io() {
-    on_both_flavors(Duration::from_secs(30), || async {
+    on_each_flavor_within(Duration::from_secs(30), || async {
         let server = Server::start(HTTP1).await;
         let addr = server.addr;
         // The client's transport is `HyperIo<TcpStream>` (futures-io to hyper); the upgraded
@@ -287,7 +278,7 @@ fn an_upgrade_to_a_custom_protocol_carries_bytes_both_ways_over_hyper_io() {
 
 #[test]
 fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
-    on_both_flavors(Duration::from_secs(20), || async {
+    on_each_flavor_within(Duration::from_secs(20), || async {
         let mut server = Server::start(HTTP1).await;
         let addr = server.addr;
         // An idle keep-alive connection, and one with a slow request in flight.
@@ -328,7 +319,7 @@ fn graceful_shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
 
 #[test]
 fn http_over_a_unix_socket() {
-    on_both_flavors(Duration::from_secs(20), || async {
+    on_each_flavor_within(Duration::from_secs(20), || async {
         let path = std::env::temp_dir().join(format!(
             "evloop-http-{}-{:?}.sock",
             std::process::id(),
@@ -431,22 +422,14 @@ fn hyper_io_zeroes_only_what_a_read_is_offered_and_never_initialized_bytes() {
 
 #[test]
 fn the_example_server_answers_curl_and_stops_on_ctrl_c() {
-    let server = example_binary("http_server");
     let body: Vec<u8> = (0..1 << 20).map(|i| util::pattern_byte(5, i)).collect();
     let dir = std::env::temp_dir();
     let upload = dir.join(format!("evloop-http-test-{}.in", std::process::id()));
     std::fs::write(&upload, &body).unwrap();
     // Current-thread, 2 workers, and h2c.
     for flags in [&[][..], &["--threads", "2"], &["--http2"]] {
-        let mut child = Command::new(&server)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start examples/http_server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        let mut server = ExampleServer::start_with("http_server", flags);
+        let line = &server.first_line;
         let url = line.trim().rsplit(' ').next().unwrap().to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{line:?}");
         let version = if flags == ["--http2"] {
@@ -500,28 +483,13 @@ fn the_example_server_answers_curl_and_stops_on_ctrl_c() {
         );
 
         // Ctrl-C: the server stops accepting, finishes, and exits 0.
-        // SAFETY: `kill` has no memory preconditions; the pid is our live child's.
-        assert_eq!(
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-            0
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("http_server {flags:?} did not exit within 10 s of SIGINT");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = server.interrupt(Duration::from_secs(10));
         assert!(
             status.success(),
             "http_server {flags:?} exited with {status}"
         );
         let mut rest = String::new();
-        stdout.read_to_string(&mut rest).unwrap();
+        server.stdout.read_to_string(&mut rest).unwrap();
         assert!(rest.contains("done"), "{rest:?}");
     }
     let _ = std::fs::remove_file(&upload);

@@ -134,26 +134,33 @@ fn exists(pid: u32) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
+/// Spawns a `kill_on_drop` child that would sleep for 100 s and drops it at once (killed, then left
+/// to the orphan reaper); its pid.
+fn drop_a_sleeper() -> u32 {
+    let child = Command::new("sleep")
+        .arg("100")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    drop(child);
+    pid
+}
+
+/// [`drop_a_sleeper`], then waits (at most 5 s) until its pid is gone: killed, then reaped by the
+/// orphan reaper, zombie and all. A failure says "pid N {what}".
+async fn drop_a_sleeper_and_see_it_gone(what: &str) {
+    let pid = drop_a_sleeper();
+    let start = Instant::now();
+    while exists(pid) {
+        assert!(start.elapsed() < Duration::from_secs(5), "pid {pid} {what}");
+        evloop::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[test]
 fn kill_on_drop_kills_and_reaps() {
-    util::block_on(async {
-        let child = Command::new("sleep")
-            .arg("100")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        drop(child);
-        // Killed, then reaped by the orphan reaper: the pid is gone, zombie and all.
-        let start = Instant::now();
-        while exists(pid) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "pid {pid} still exists"
-            );
-            evloop::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+    util::block_on(drop_a_sleeper_and_see_it_gone("still exists"));
 }
 
 #[test]
@@ -270,21 +277,7 @@ fn process_on_the_multi_thread_runtime() {
             let status = sh("exit 9").status().await.unwrap();
             assert_eq!(status.code(), Some(9));
             // An orphan on this flavor is reaped too.
-            let child = Command::new("sleep")
-                .arg("100")
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let pid = child.id().unwrap();
-            drop(child);
-            let start = Instant::now();
-            while exists(pid) {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "pid {pid} not reaped"
-                );
-                evloop::time::sleep(Duration::from_millis(10)).await;
-            }
+            drop_a_sleeper_and_see_it_gone("not reaped").await;
         });
     });
 }
@@ -376,13 +369,7 @@ fn descriptors_back_to_baseline() {
         // Warm up: the runtime's own descriptors, and the signal self-pipe that the orphan reaper's
         // SIGCHLD listener creates (kept for the life of the process), exist from here on.
         sh("exit 0").output().await.unwrap();
-        let orphan = Command::new("sleep")
-            .arg("100")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = orphan.id().unwrap();
-        drop(orphan);
+        let pid = drop_a_sleeper();
         while exists(pid) {
             evloop::time::sleep(Duration::from_millis(5)).await;
         }
@@ -469,24 +456,10 @@ fn orphans_reaped_while_another_runtime_idles() {
         return util::run_in_child("orphans_reaped_while_another_runtime_idles", "idle-runtime");
     }
     let idle = evloop::Runtime::new().unwrap();
-    let first = idle.block_on(async {
-        let child = Command::new("sleep")
-            .arg("100")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        drop(child); // starts a reaper on `idle`, which is not driven after this block_on
-        pid
-    });
+    // Starts a reaper on `idle`, which is not driven after this block_on.
+    let first = idle.block_on(async { drop_a_sleeper() });
     evloop::block_on(async {
-        let child = Command::new("sleep")
-            .arg("100")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        drop(child);
+        let pid = drop_a_sleeper();
         let start = Instant::now();
         while exists(pid) || exists(first) {
             assert!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use evloop::net::TcpStream;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
-use util::{with_deadline, ExampleServer};
+use util::{with_deadline, ExampleServer, TEST_LIMIT};
 
 const SERVERS: [&str; 3] = ["rot13_callback_raw", "rot13_callback", "rot13_async"];
 /// The servers' piece size for long lines.
@@ -348,12 +348,9 @@ fn a_client_that_never_reads_cannot_grow_the_server() {
 /// stderr and exits 2.
 #[test]
 fn help_and_bad_flags() {
-    let dir = util::build_examples(&SERVERS);
+    util::build_examples(&SERVERS);
     for name in SERVERS {
-        let help = std::process::Command::new(dir.join(name))
-            .arg("--help")
-            .output()
-            .unwrap();
+        let help = util::run_example(name, &["--help"], TEST_LIMIT);
         assert_eq!(help.status.code(), Some(0), "{name} --help");
         let out = String::from_utf8_lossy(&help.stdout);
         assert!(
@@ -362,10 +359,7 @@ fn help_and_bad_flags() {
         );
         assert!(help.stderr.is_empty(), "{name} --help wrote to stderr");
         for bad in [&["--bogus"][..], &["--addr"], &["--addr", "nowhere"]] {
-            let run = std::process::Command::new(dir.join(name))
-                .args(bad)
-                .output()
-                .unwrap();
+            let run = util::run_example(name, bad, TEST_LIMIT);
             assert_eq!(run.status.code(), Some(2), "{name} {bad:?}");
             let err = String::from_utf8_lossy(&run.stderr);
             let mut lines = err.lines();

@@ -234,18 +234,11 @@ mod https {
 
     use bytes::Bytes;
     use evloop::hyper::{HyperExecutor, HyperIo, HyperTimer};
-    use http_body_util::combinators::BoxBody;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::BodyExt;
     use hyper::body::Incoming;
     use hyper::{Method, Request, Response, StatusCode};
 
-    type Body = BoxBody<Bytes, hyper::Error>;
-
-    fn full(data: impl Into<Bytes>) -> Body {
-        Full::new(data.into())
-            .map_err(|never: Infallible| match never {})
-            .boxed()
-    }
+    use crate::util::http::{full, Body};
 
     /// `GET /` says which protocol served it; `POST /echo` streams the body back.
     async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests. Each test file does `mod util;`; not every file uses every
-//! helper, hence the `dead_code` allowance.
+//! helper, hence the `dead_code` allowance (which covers the submodules too).
 #![allow(dead_code)]
+
+/// The hyper server and client of the HTTP tests (tests/http.rs, tests/tls.rs); feature `hyper`.
+#[cfg(feature = "hyper")]
+pub mod http;
 
 use std::any::Any;
 use std::fs::File;
@@ -61,6 +65,15 @@ where
     with_deadline(TEST_LIMIT, move || evloop::block_on(future))
 }
 
+/// A runtime with `workers` worker threads; 0 makes a current-thread runtime.
+pub fn runtime(workers: usize) -> evloop::Runtime {
+    match workers {
+        0 => evloop::Runtime::new(),
+        n => evloop::Runtime::builder().worker_threads(n).build(),
+    }
+    .expect("build the runtime")
+}
+
 /// Runs `body()` to completion on each runtime flavor in turn, a current-thread runtime and a
 /// multi-thread one with two workers, each on a fresh thread failed after [`TEST_LIMIT`]. A failure
 /// names the flavor. The future need not be `Send` (it is made on the thread that runs it); what it
@@ -68,24 +81,36 @@ where
 pub fn on_each_flavor<F, Fut>(body: F)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
+    Fut: Future<Output = ()>,
 {
-    for threads in [0, 2] {
-        let flavor = if threads == 0 {
+    on_each_flavor_within(TEST_LIMIT, body)
+}
+
+/// [`on_each_flavor`] with a time limit of its own per flavor, for cases that outlast [`TEST_LIMIT`].
+pub fn on_each_flavor_within<F, Fut>(limit: Duration, body: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    on_each_runtime(limit, move |rt| rt.block_on(body()))
+}
+
+/// Calls `f` with a current-thread runtime, then with a 2-worker one, each on a fresh thread failed
+/// after `limit`; for a case that asks the runtime itself (e.g. `timer_count`). A failure names the
+/// flavor.
+pub fn on_each_runtime<F>(limit: Duration, f: F)
+where
+    F: Fn(&evloop::Runtime) + Clone + Send + 'static,
+{
+    for workers in [0, 2] {
+        let flavor = if workers == 0 {
             "current-thread"
         } else {
             "multi-thread (2 workers)"
         };
-        let body = body.clone();
+        let f = f.clone();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            with_deadline(TEST_LIMIT, move || {
-                let rt = match threads {
-                    0 => evloop::Runtime::new(),
-                    n => evloop::Runtime::builder().worker_threads(n).build(),
-                }
-                .expect("build the runtime");
-                rt.block_on(body());
-            })
+            with_deadline(limit, move || f(&runtime(workers)))
         }));
         if let Err(payload) = run {
             panic!("on the {flavor} runtime: {}", panic_message(&*payload));
@@ -471,12 +496,18 @@ pub fn set_nofile_soft_limit(soft: u64) {
 /// where [`rss_is_meaningful`] is false and the bounds using it are skipped.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    vm_rss_kib_in("/proc/self/status")
+}
+
+/// The `VmRSS` line of a /proc/PID/status file, in KiB.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn vm_rss_kib_in(path: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+        .unwrap_or_else(|| panic!("no VmRSS in {path}"))
 }
 
 /// See the Linux version: no /proc here.
@@ -934,12 +965,25 @@ impl Drop for TempDir {
     }
 }
 
-// ---- Example servers run as programs (tests/rot13.rs) ----
+// ---- Example programs (tests/examples.rs, tests/rot13.rs, tests/http.rs) ----
 
-/// Builds the example programs `names` (once per test process) with the profile, target and target
-/// directory this test binary was built with, and returns the directory they are in. A plain
-/// `cargo test` has built them already (then this is a quick no-op); `cargo test --test NAME` and
-/// `cargo test --tests` have not.
+/// The features of this package, each with whether this test binary was built with it (cargo builds
+/// the tests with the package's features), so that examples are built alike. A feature added to
+/// Cargo.toml is added here too; tests/examples.rs fails on an example that needs one missing here.
+const FEATURES: [(&str, bool); 2] = [
+    ("hyper", cfg!(feature = "hyper")),
+    ("test-util", cfg!(feature = "test-util")),
+];
+
+/// Whether this test binary was built with feature `name`; `None` for a feature not in [`FEATURES`].
+pub fn feature_enabled(name: &str) -> Option<bool> {
+    FEATURES.iter().find(|(f, _)| *f == name).map(|&(_, on)| on)
+}
+
+/// Builds the example programs `names` (once per test process) with the profile, target, features
+/// and target directory this test binary was built with, and returns the directory they are in. A
+/// plain `cargo test` has built them already (then this is a quick no-op); `cargo test --test NAME`
+/// and `cargo test --tests` have not.
 pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     use std::path::Path;
     use std::process::Command;
@@ -973,6 +1017,26 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     if !missing.is_empty() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // Cargo runs this test with the variables of a running target (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...). Build scripts that watch them (ring's does) would see them
+        // changed and rerun, here and again in the next outer `cargo test`: the nested cargo gets
+        // the environment cargo itself was started with.
+        for key in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()) {
+            let of_the_target = key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_str());
+            if of_the_target {
+                cmd.env_remove(key);
+            }
+        }
         cmd.arg("build")
             .arg("--quiet")
             .arg("--manifest-path")
@@ -991,6 +1055,10 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
         if let Some(triple) = triple {
             cmd.args(["--target", triple]);
         }
+        let features: Vec<&str> = FEATURES.iter().filter(|f| f.1).map(|f| f.0).collect();
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
         for n in &missing {
             cmd.args(["--example", n]);
         }
@@ -1004,23 +1072,60 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     profile_dir.join("examples")
 }
 
+/// Builds (see [`build_examples`]) and runs example `name` with `args` to its end, stdin closed, and
+/// collects its output; fails the test if it runs longer than `limit`.
+pub fn run_example(name: &str, args: &[&str], limit: Duration) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(build_examples(&[name]).join(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run example {name}: {e}"));
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait for the example").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("example {name} {args:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+        .wait_with_output()
+        .expect("collect the example's output")
+}
+
 /// An example server started as a program with `--addr 127.0.0.1:0`; its first line on stdout must
-/// end with the address it bound. Killed when dropped, and on Linux also when the thread that started
-/// it ends (so start it on the thread that uses it).
+/// end with the address it bound (`http://` before it allowed). Killed when dropped, and on Linux also
+/// when the thread that started it ends (so start it on the thread that uses it).
 pub struct ExampleServer {
     pub name: &'static str,
+    /// The arguments after `--addr 127.0.0.1:0`.
+    pub args: Vec<String>,
     pub addr: std::net::SocketAddr,
+    /// The line that announced `addr`, as printed.
+    pub first_line: String,
+    /// The rest of its stdout, kept open so the server can go on printing.
+    pub stdout: std::io::BufReader<std::process::ChildStdout>,
     pub child: std::process::Child,
 }
 
 impl ExampleServer {
     /// Builds (see [`build_examples`]) and starts example `name` on a free loopback port.
     pub fn start(name: &'static str) -> ExampleServer {
+        ExampleServer::start_with(name, &[])
+    }
+
+    /// [`start`](Self::start) with `args` after `--addr 127.0.0.1:0`.
+    pub fn start_with(name: &'static str, args: &[&str]) -> ExampleServer {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let dir = build_examples(&[name]);
         let mut cmd = Command::new(dir.join(name));
         cmd.args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // A test that times out leaves its thread, and so this server, running until the test
@@ -1043,33 +1148,56 @@ impl ExampleServer {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", dir.join(name).display()));
-        let mut first = String::new();
+        let mut first_line = String::new();
         // Ends at the first line, or at EOF if the server fails to start (then it is empty).
         let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
         stdout
-            .read_line(&mut first)
+            .read_line(&mut first_line)
             .expect("read the server's stdout");
-        let addr = first
+        let addr = first_line
             .split_whitespace()
             .last()
+            .map(|a| a.trim_start_matches("http://"))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| {
                 let _ = child.kill();
-                panic!("{name} did not print its address on stdout; it printed {first:?}")
+                panic!("{name} did not print its address on stdout; it printed {first_line:?}")
             });
-        ExampleServer { name, addr, child }
+        ExampleServer {
+            name,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            addr,
+            first_line,
+            stdout,
+            child,
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the server to exit, at most `limit`; its exit status.
+    pub fn interrupt(&mut self, limit: Duration) -> std::process::ExitStatus {
+        // SAFETY: `kill` has no memory preconditions; the pid is our live child's.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill -INT: {}", std::io::Error::last_os_error());
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} {:?} did not exit within {limit:?} of SIGINT",
+                    self.name, self.args
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The server's resident memory in KiB (`VmRSS` of /proc/PID/status; /proc is Linux's).
     #[cfg(target_os = "linux")]
     pub fn rss_kib(&self) -> u64 {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+        vm_rss_kib_in(&format!("/proc/{}/status", self.child.id()))
     }
 }
 

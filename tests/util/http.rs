@@ -1,23 +1,20 @@
-//! The hyper server and client that `tests/http.rs` runs on evloop, and the way to run the example
-//! server: a test file that uses it declares `mod util;` and `mod http_util;` and needs the `hyper`
-//! feature (`required-features` in Cargo.toml).
-#![allow(dead_code)]
+//! The hyper server and client that `tests/http.rs` runs on evloop, and the body types and helpers
+//! `tests/tls.rs` shares: `util::http`, there with feature `hyper`. Running the example server and
+//! running a case on each runtime flavor are `util`'s own (`ExampleServer`, `on_each_flavor_within`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use evloop::hyper::{HyperExecutor, HyperIo, HyperTimer};
 use evloop::net::{TcpListener, TcpStream};
-use evloop::Runtime;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either, FutureExt, Shared};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -37,27 +34,6 @@ pub const SLOW: Duration = Duration::from_millis(300);
 pub static SLOW_STARTED: AtomicUsize = AtomicUsize::new(0);
 /// The upgrade protocol the tests speak: "ping" is answered "pong", then every byte is echoed.
 pub const PROTOCOL: &str = "evloop-ping";
-
-/// Runs `body` on a current-thread runtime, then on a 2-worker one, each on a thread of its own
-/// failed after `limit`.
-pub fn on_both_flavors<F, Fut>(limit: Duration, body: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()>,
-{
-    let body = Arc::new(body);
-    for workers in [0, 2] {
-        let body = body.clone();
-        crate::util::with_deadline(limit, move || {
-            let rt = match workers {
-                0 => Runtime::new(),
-                n => Runtime::builder().worker_threads(n).build(),
-            }
-            .expect("build the runtime");
-            rt.block_on(body());
-        });
-    }
-}
 
 /// How a test server treats its connections.
 #[derive(Clone, Copy)]
@@ -197,18 +173,13 @@ async fn connection<I>(
 /// `GET /` hello, `POST /echo` streams the body back, `GET /slow` answers after [`SLOW`], `GET
 /// /upgrade` switches to [`PROTOCOL`].
 pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let full = |b: &'static [u8]| {
-        Full::new(Bytes::from_static(b))
-            .map_err(|e| match e {})
-            .boxed()
-    };
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => Response::new(full(HELLO)),
         (&Method::POST, "/echo") => Response::new(req.into_body().boxed()),
         (&Method::GET, "/slow") => {
             SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
             evloop::time::sleep(SLOW).await;
-            Response::new(full(b"slow"))
+            Response::new(full("slow"))
         }
         (&Method::GET, "/upgrade") => {
             let upgrade = hyper::upgrade::on(&mut req);
@@ -233,15 +204,22 @@ pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infall
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(hyper::header::CONNECTION, "upgrade")
                 .header(hyper::header::UPGRADE, PROTOCOL)
-                .body(full(b""))
+                .body(full(Bytes::new()))
                 .unwrap()
         }
         _ => Response::builder()
             .status(StatusCode::NOT_FOUND)
-            .body(full(b""))
+            .body(full(Bytes::new()))
             .unwrap(),
     };
     Ok(response)
+}
+
+/// A response body of `data`, all in one frame.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 pub fn empty() -> ReqBody {
@@ -278,9 +256,7 @@ pub async fn hello(sender: &mut http1::SendRequest<ReqBody>, addr: SocketAddr) {
 pub fn pattern_body(len: usize, chunk: usize) -> ReqBody {
     let frames = futures::stream::iter((0..len).step_by(chunk)).map(move |start| {
         let end = (start + chunk).min(len);
-        let bytes: Vec<u8> = (start..end)
-            .map(|i| crate::util::pattern_byte(7, i))
-            .collect();
+        let bytes: Vec<u8> = (start..end).map(|i| super::pattern_byte(7, i)).collect();
         Ok::<_, Infallible>(Frame::data(Bytes::from(bytes)))
     });
     BodyExt::boxed(StreamBody::new(frames))
@@ -294,7 +270,7 @@ pub async fn check_pattern(mut body: Incoming) -> usize {
             for (k, &b) in data.iter().enumerate() {
                 assert_eq!(
                     b,
-                    crate::util::pattern_byte(7, at + k),
+                    super::pattern_byte(7, at + k),
                     "byte {} of the echo",
                     at + k
                 );
@@ -303,57 +279,6 @@ pub async fn check_pattern(mut body: Incoming) -> usize {
         }
     }
     at
-}
-
-/// `examples/<name>`'s binary for the profile this test runs in: the one `cargo test` built alongside
-/// (it builds the examples unless one test target is picked), or, if that is missing or older than
-/// the sources, one built now with `cargo build --features hyper --example <name>`.
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let binary = profile_dir.join("examples").join(name);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        root.join("Cargo.toml"),
-        root.join("src"),
-        root.join(format!("examples/{name}.rs")),
-    ];
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    if built.is_some_and(|built| sources.iter().all(|s| newest_mtime(s) <= built)) {
-        return binary;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(&cargo);
-    build.current_dir(root);
-    build.args(["build", "--quiet", "--features", "hyper", "--example", name]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-    assert!(
-        status.success(),
-        "`cargo build --features hyper --example {name}` failed"
-    );
-    binary
-}
-
-/// The latest modification time of `path` or, for a directory, of any file under it.
-fn newest_mtime(path: &Path) -> SystemTime {
-    let own = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    match std::fs::read_dir(path) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| newest_mtime(&e.path()))
-            .fold(own, SystemTime::max),
-        Err(_) => own,
-    }
 }
 
 /// Runs `curl` with `args`; its standard output.
