@@ -169,8 +169,10 @@ fn fd_numbers() -> Vec<i32> {
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| {
+        .filter(|&fd| {
+            // Our own stdio is never the symbolizer's, even when the child inherited it.
             skip.is_empty()
+                || fd <= 2
                 || std::fs::read_link(format!("/proc/self/fd/{fd}"))
                     .map_or(true, |target| !skip.contains(&target))
         })
@@ -181,8 +183,10 @@ fn fd_numbers() -> Vec<i32> {
 /// `llvm-symbolizer` (or `addr2line`) as a child, talking to it over two pipes, the first time they
 /// symbolize a stack — which can happen in the middle of a test, to match a suppression
 /// (scripts/tsan.supp) — so a descriptor count taken before would see two "leaked" pipes that are the
-/// sanitizer's, not evloop's. Only the pipes a symbolizer child holds too are listed; outside a
-/// sanitizer (`EVLOOP_SANITIZER` unset) the list is empty and nothing is skipped.
+/// sanitizer's, not evloop's. Only the pipes that are a symbolizer child's stdin and stdout are listed
+/// (its stderr is ours, inherited: a pipe too when the test harness captures output, and counted
+/// before the child existed); outside a sanitizer (`EVLOOP_SANITIZER` unset) the list is empty and
+/// nothing is skipped.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn symbolizer_pipes() -> Vec<std::path::PathBuf> {
     if std::env::var_os("EVLOOP_SANITIZER").is_none() {
@@ -210,7 +214,10 @@ fn symbolizer_pipes() -> Vec<std::path::PathBuf> {
         let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
             continue;
         };
-        for fd in fds.flatten() {
+        for fd in fds
+            .flatten()
+            .filter(|fd| matches!(fd.file_name().to_str(), Some("0" | "1")))
+        {
             if let Ok(target) = std::fs::read_link(fd.path()) {
                 if target.to_string_lossy().starts_with("pipe:") {
                     pipes.push(target);
