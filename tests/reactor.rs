@@ -410,3 +410,64 @@ fn a_socket_that_is_always_ready_does_not_starve_other_tasks() {
         timer.await.unwrap();
     });
 }
+
+/// The budget is per task poll (as tokio's): a task that does one ready read per poll is never made to
+/// yield by the reads of the other tasks on its thread. With a budget that ran down across tasks, one
+/// read in every 128 on a busy thread returned `Pending` with its data waiting, and that task lost a
+/// whole round of the run queue (at 1,000 echo connections, twice the p99 latency).
+#[test]
+fn a_task_doing_little_per_poll_is_never_made_to_yield_by_the_others() {
+    const TASKS: usize = 300;
+    const ROUNDS: usize = 10;
+    for workers in [0, 2] {
+        let rt = util::runtime(workers);
+        let forced = rt.block_on(async {
+            let mut tasks = Vec::new();
+            let mut peers = Vec::new();
+            for _ in 0..TASKS {
+                let (a, mut b) = UnixStream::pair().unwrap();
+                b.write_all(&[1; ROUNDS]).unwrap();
+                peers.push(b); // kept open: the reads must find data, not end-of-file
+                let a = Async::new(a).unwrap();
+                tasks.push(spawn(async move {
+                    let mut forced = 0;
+                    let mut read = 0;
+                    while read < ROUNDS {
+                        // One read per poll, on a socket that holds data: once the first read has seen
+                        // the socket ready (the reactor learns it at its next poll), `Pending` can only
+                        // be the budget's.
+                        let mut byte = [0u8; 1];
+                        let n = std::future::poll_fn(|cx| {
+                            match futures::AsyncRead::poll_read(Pin::new(&mut &a), cx, &mut byte) {
+                                Poll::Pending => {
+                                    if read > 0 {
+                                        forced += 1;
+                                    }
+                                    Poll::Pending
+                                }
+                                ready => ready,
+                            }
+                        })
+                        .await
+                        .unwrap();
+                        read += n;
+                        yield_now().await;
+                    }
+                    forced
+                }));
+            }
+            let mut forced = 0;
+            for t in tasks {
+                forced += t.await.unwrap();
+            }
+            drop(peers);
+            forced
+        });
+        assert_eq!(
+            forced,
+            0,
+            "workers {workers}: {forced} of {} one-byte reads with data waiting were made to yield",
+            TASKS * ROUNDS
+        );
+    }
+}

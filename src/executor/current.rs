@@ -179,6 +179,7 @@ impl Core {
         let mut polls: u32 = 0;
         loop {
             if self.take_main_wake() {
+                crate::coop::reset();
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }
@@ -189,6 +190,7 @@ impl Core {
                 let Some(runnable) = self.next_task() else {
                     break;
                 };
+                crate::coop::reset();
                 runnable.run();
                 polls += 1;
                 if self.main_woken() {

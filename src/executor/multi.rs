@@ -187,6 +187,7 @@ impl MultiThread {
         let mut cx = Context::from_waker(&waker);
         let mut future = future;
         loop {
+            crate::coop::reset();
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 return out;
             }

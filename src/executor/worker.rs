@@ -178,6 +178,7 @@ impl Worker {
             match self.next_task() {
                 Some(r) => {
                     self.in_task.set(true);
+                    crate::coop::reset();
                     r.run();
                     self.in_task.set(false);
                     polls += 1;
