@@ -421,7 +421,7 @@ impl Source {
 
     /// Ready if the last event for `dir` has not been cleared; otherwise stores the waker.
     ///
-    /// A ready source spends one unit of the thread's cooperative budget (`coop.rs`): once in a while
+    /// A ready source spends one unit of the task poll's cooperative budget (`coop.rs`): once in a while
     /// it returns `Pending` with the task already woken, so that one busy connection cannot starve the
     /// rest of the thread.
     #[inline]

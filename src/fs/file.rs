@@ -640,7 +640,7 @@ impl futures_io::AsyncRead for File {
             let at_position = buf.rewind == 0;
             #[cfg(target_os = "linux")]
             if inner.try_cached && regular == Some(true) && at_position {
-                // A read that never waits spends the thread's I/O budget like a ready socket does, so
+                // A read that never waits spends the task's I/O budget like a ready socket does, so
                 // a task reading a cached file end to end still lets the others run.
                 ready!(crate::coop::poll_proceed(cx));
                 match read_cached(std, dst) {
