@@ -372,24 +372,32 @@ fn a_file_dropped_mid_write_keeps_all_its_bytes() {
         // 9 MiB is five chunks: `write_all` returns as soon as the last is handed to the pool.
         file.write_all(&data).await.unwrap();
         drop(file);
-        // The last chunk is written by the pool after the drop: wait for it (bounded).
-        let start = Instant::now();
-        while std::fs::metadata(&path).unwrap().len() < data.len() as u64 {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "bytes were lost with the dropped file"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // The length is right; the last bytes may still be in flight, so compare once the file is closed
-        // (the pool's job owned the last handle to it).
-        let mut back = Vec::new();
-        std::fs::File::open(&path)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(back == data, "the bytes on disk differ from those written");
+        // The last chunk is written by the pool after the drop.
+        assert_written_after_drop(&path, &data);
     });
+}
+
+/// Waits (bounded) until the file a dropped `File` was writing reaches `expected`'s length, its pool job
+/// having finished the writes after the drop, then compares the bytes.
+fn assert_written_after_drop(path: &std::path::Path, expected: &[u8]) {
+    let start = Instant::now();
+    while std::fs::metadata(path).unwrap().len() < expected.len() as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "bytes were lost with the dropped file {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut back = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(
+        back == expected,
+        "the bytes on disk differ from those written"
+    );
 }
 
 #[test]
@@ -425,23 +433,7 @@ fn small_writes_queued_behind_the_one_in_flight_keep_their_order() {
             file.write_all(piece).await.unwrap();
         }
         drop(file);
-        let start = Instant::now();
-        while std::fs::metadata(&path).unwrap().len() < expected.len() as u64 {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "queued bytes were lost with the dropped file"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut back = Vec::new();
-        std::fs::File::open(&path)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
-        assert!(
-            back == expected,
-            "the bytes on disk differ from those written"
-        );
+        assert_written_after_drop(&path, &expected);
     });
 }
 
