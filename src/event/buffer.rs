@@ -426,7 +426,7 @@ impl Buffer {
             // that is not a socket gets `read`.
             // SAFETY: `ptr` is writable, uninitialised memory of at least `room` bytes owned by
             // `last.data`; recv writes at most `room` bytes into it.
-            match syscall(unsafe { libc::recv(fd, ptr, room, 0) }) {
+            match syscall(unsafe { sys::recv(fd, ptr, room, 0) }) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
                     // SAFETY: as for recv above.
                     syscall(unsafe { libc::read(fd, ptr, room) })
@@ -501,7 +501,7 @@ impl Buffer {
             // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`.
             // SAFETY: `ptr` points at `len` live bytes of the chunk, which is not modified during the
             // call; send only reads them.
-            match syscall(unsafe { libc::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
+            match syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
                     // SAFETY: as for send above.
                     syscall(unsafe { libc::write(fd, ptr, len) })
