@@ -206,21 +206,99 @@ pub(crate) struct Event {
 }
 
 impl Event {
+    /// Translates epoll's flags with one table lookup: the six flags that matter (`EPOLLIN`,
+    /// `EPOLLPRI`, `EPOLLOUT`, `EPOLLERR`, `EPOLLHUP` in the low five bits, `EPOLLRDHUP` at bit 13)
+    /// are packed into a 6-bit index, and [`READY_TABLE`] holds the state bits for each combination.
     #[inline]
     fn from_flags(key: usize, f: libc::c_int) -> Event {
-        let has = |bit: libc::c_int| f & bit != 0;
-        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-        let ready = flag(has(libc::EPOLLIN | libc::EPOLLPRI), super::READABLE)
-            | flag(has(libc::EPOLLOUT), super::WRITABLE)
-            | flag(
-                has(libc::EPOLLHUP) || (has(libc::EPOLLIN) && has(libc::EPOLLRDHUP)),
-                super::READ_CLOSED,
-            )
-            | flag(
-                has(libc::EPOLLHUP) || (has(libc::EPOLLOUT) && has(libc::EPOLLERR)),
-                super::WRITE_CLOSED,
-            )
-            | flag(has(libc::EPOLLERR), super::ERROR);
-        Event { key, ready }
+        let f = f as u32;
+        let index = (f & 0x1f) | ((f >> 8) & 0x20);
+        Event {
+            key,
+            ready: READY_TABLE[index as usize],
+        }
+    }
+}
+
+// The packing in `Event::from_flags` relies on where the kernel's ABI puts the six flags.
+const _: () = assert!(
+    (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) == 0x1f
+        && libc::EPOLLRDHUP == 0x2000
+);
+
+/// `Event::ready` for every combination of the six epoll flags, indexed as in `Event::from_flags`.
+static READY_TABLE: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        // Back from the index to epoll's flags (the constants are positive, so the casts are exact).
+        let f = (i as u32 & 0x1f) | ((i as u32 & 0x20) << 8);
+        table[i] = ready_bits(f);
+        i += 1;
+    }
+    table
+};
+
+/// The state bits one set of epoll flags means: readable on data (or urgent data), writable on room,
+/// read side closed on a hang-up or the peer's shutdown, write side closed on a hang-up or an error
+/// with room to write, and the error itself.
+const fn ready_bits(f: u32) -> u8 {
+    const fn has(f: u32, bit: libc::c_int) -> bool {
+        f & bit as u32 != 0
+    }
+    let mut ready = 0;
+    if has(f, libc::EPOLLIN) || has(f, libc::EPOLLPRI) {
+        ready |= super::READABLE;
+    }
+    if has(f, libc::EPOLLOUT) {
+        ready |= super::WRITABLE;
+    }
+    if has(f, libc::EPOLLHUP) || (has(f, libc::EPOLLIN) && has(f, libc::EPOLLRDHUP)) {
+        ready |= super::READ_CLOSED;
+    }
+    if has(f, libc::EPOLLHUP) || (has(f, libc::EPOLLOUT) && has(f, libc::EPOLLERR)) {
+        ready |= super::WRITE_CLOSED;
+    }
+    if has(f, libc::EPOLLERR) {
+        ready |= super::ERROR;
+    }
+    ready
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
+
+    fn ready(flags: libc::c_int) -> u8 {
+        Event::from_flags(7, flags).ready
+    }
+
+    #[test]
+    fn epoll_flags_become_state_bits() {
+        use libc::{EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP};
+        assert_eq!(ready(0), 0);
+        assert_eq!(ready(EPOLLIN), READABLE);
+        assert_eq!(ready(EPOLLPRI), READABLE);
+        assert_eq!(ready(EPOLLOUT), WRITABLE);
+        assert_eq!(ready(EPOLLIN | EPOLLOUT), READABLE | WRITABLE);
+        assert_eq!(ready(EPOLLIN | EPOLLRDHUP), READABLE | READ_CLOSED);
+        // A shutdown reported without data to read does not close the read side on its own.
+        assert_eq!(ready(EPOLLRDHUP), 0);
+        assert_eq!(
+            ready(EPOLLIN | EPOLLOUT | EPOLLHUP),
+            READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED
+        );
+        assert_eq!(ready(EPOLLHUP), READ_CLOSED | WRITE_CLOSED);
+        assert_eq!(ready(EPOLLOUT | EPOLLERR), WRITABLE | WRITE_CLOSED | ERROR);
+        assert_eq!(ready(EPOLLERR), ERROR);
+        assert_eq!(
+            ready(EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP),
+            READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | ERROR
+        );
+        // Flags that are not readiness (the registration's own, stray high bits) are ignored.
+        assert_eq!(ready(EPOLLIN | EPOLLET), READABLE);
+        assert_eq!(ready(EPOLLOUT | (1 << 20)), WRITABLE);
+        assert_eq!(Event::from_flags(7, EPOLLIN).key, 7);
     }
 }
