@@ -375,6 +375,7 @@ impl Core {
 
 /// The schedule function of every runtime task: onto the core's queue when called on the runtime's own
 /// thread, otherwise onto the shared queue, waking the runtime if it sleeps.
+#[inline]
 fn schedule(runnable: Runnable) {
     let owner = match runnable.metadata() {
         TaskMeta::Current(shared) => Arc::as_ptr(shared),
@@ -388,18 +389,26 @@ fn schedule(runnable: Runnable) {
         _ => Some(runnable),
     });
     if let Some(runnable) = runnable {
-        // Off the runtime's thread: hold the runtime by a reference of our own, since the task (and
-        // with it the metadata) may be run and freed as soon as it is queued.
-        let TaskMeta::Current(shared) = runnable.metadata() else {
-            return;
-        };
-        let shared = shared.clone();
-        let mut injector = lock(&shared.injector);
-        injector.push_back(runnable);
-        shared.injected.store(true, Ordering::SeqCst);
-        drop(injector);
-        shared.wake_from_elsewhere();
+        schedule_from_elsewhere(runnable);
     }
+}
+
+/// `schedule` off the runtime's thread, out of line: the common case above then saves no registers
+/// for it.
+#[cold]
+#[inline(never)]
+fn schedule_from_elsewhere(runnable: Runnable) {
+    // Hold the runtime by a reference of our own, since the task (and with it the metadata) may be run
+    // and freed as soon as it is queued.
+    let TaskMeta::Current(shared) = runnable.metadata() else {
+        return;
+    };
+    let shared = shared.clone();
+    let mut injector = lock(&shared.injector);
+    injector.push_back(runnable);
+    shared.injected.store(true, Ordering::SeqCst);
+    drop(injector);
+    shared.wake_from_elsewhere();
 }
 
 impl Shared {

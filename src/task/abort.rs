@@ -114,6 +114,7 @@ impl AbortFlag {
         }
     }
 
+    #[inline]
     pub(super) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
     }
