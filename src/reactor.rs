@@ -499,6 +499,10 @@ impl Source {
     /// Like `poll_io` for a byte-stream read or write of `len` bytes: a transfer shorter than asked
     /// proves the socket drained (or its buffer full), so readiness is cleared without the extra syscall
     /// that would return `EAGAIN`. Only valid for stream sockets and pipes.
+    ///
+    /// The common case (ready, one transfer that succeeds) is all that inlines into the caller; a
+    /// failed transfer (`WouldBlock`, `EINTR`, an error) continues out of line, in
+    /// `poll_stream_io_failed`, so the caller saves no registers for the loop it needs.
     #[inline]
     pub(crate) fn poll_stream_io(
         &self,
@@ -507,18 +511,52 @@ impl Source {
         len: usize,
         mut f: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        let ev = std::task::ready!(self.poll_ready(dir, cx));
+        match f() {
+            Ok(n) => {
+                self.after_transfer(ev, n, len);
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => self.poll_stream_io_failed(dir, cx, len, f, ev, e),
+        }
+    }
+
+    /// `poll_stream_io` after its first transfer failed with `e`: retries EINTR (through
+    /// `sys::retry`), waits again on `WouldBlock`, and returns any other error.
+    #[cold]
+    #[inline(never)]
+    fn poll_stream_io_failed(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut f: impl FnMut() -> io::Result<usize>,
+        mut ev: ReadyEvent,
+        e: io::Error,
+    ) -> Poll<io::Result<usize>> {
+        let mut res = match e.kind() {
+            io::ErrorKind::Interrupted => sys::retry(&mut f),
+            _ => Err(e),
+        };
         loop {
-            let ev = std::task::ready!(self.poll_ready(dir, cx));
-            match sys::retry(&mut f) {
+            match res {
                 Ok(n) => {
-                    if n > 0 && n < len && !ev.is_closed() {
-                        self.clear_readiness(ev);
-                    }
+                    self.after_transfer(ev, n, len);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(ev),
                 Err(e) => return Poll::Ready(Err(e)),
             }
+            ev = std::task::ready!(self.poll_ready(dir, cx));
+            res = sys::retry(&mut f);
+        }
+    }
+
+    /// After a stream transfer of `n` of `len` bytes: a short one (not at EOF) proves the fd drained.
+    #[inline]
+    fn after_transfer(&self, ev: ReadyEvent, n: usize, len: usize) {
+        if n > 0 && n < len && !ev.is_closed() {
+            self.clear_readiness(ev);
         }
     }
 }
