@@ -85,10 +85,13 @@ async fn serve(mut stream: TcpStream, idle: Option<Duration>) {
     if stream.set_nodelay(true).is_err() {
         return;
     }
-    // Allocated once the peer first sends: an idle connection costs no buffer.
-    let mut buf = Vec::new();
+    // The buffer is allocated once the peer first sends: an idle connection costs no buffer.
+    if !matches!(within(idle, stream.readable()).await, Some(Ok(()))) {
+        return;
+    }
+    let mut buf = vec![0; BUF_SIZE];
     loop {
-        let read = read_some(&mut stream, &mut buf);
+        let read = stream.read(&mut buf);
         let n = match idle {
             None => read.await,
             Some(limit) => match evloop::time::timeout(limit, read).await {
@@ -107,13 +110,12 @@ async fn serve(mut stream: TcpStream, idle: Option<Duration>) {
     }
 }
 
-/// Reads into `buf`, giving it its size at the first byte to read.
-async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    if buf.is_empty() {
-        stream.readable().await?;
-        buf.resize(BUF_SIZE, 0);
+/// `io`'s output, or `None` if `limit` (when there is one) passes first.
+async fn within<T>(limit: Option<Duration>, io: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        None => Some(io.await),
+        Some(limit) => evloop::time::timeout(limit, io).await.ok(),
     }
-    stream.read(buf).await
 }
 
 /// `--addr HOST:PORT`, `--idle-timeout-ms N`, `--threads N` and `--grace-ms N`, parsed by hand;
