@@ -45,6 +45,7 @@
 macro_rules! stream_impls {
     ($t:ty) => {
         impl futures_io::AsyncRead for &$t {
+            #[inline]
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -55,6 +56,7 @@ macro_rules! stream_impls {
         }
 
         impl futures_io::AsyncWrite for &$t {
+            #[inline]
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -63,6 +65,7 @@ macro_rules! stream_impls {
                 crate::net::socket::poll_write(self.inner.source(), cx, buf)
             }
 
+            #[inline]
             fn poll_write_vectored(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -89,6 +92,7 @@ macro_rules! stream_impls {
         }
 
         impl futures_io::AsyncRead for $t {
+            #[inline]
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -99,6 +103,7 @@ macro_rules! stream_impls {
         }
 
         impl futures_io::AsyncWrite for $t {
+            #[inline]
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -107,6 +112,7 @@ macro_rules! stream_impls {
                 std::pin::Pin::new(&mut &*self).poll_write(cx, buf)
             }
 
+            #[inline]
             fn poll_write_vectored(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
