@@ -355,9 +355,15 @@ impl Waiters {
             self.first[dir as usize] = Some(waker.clone());
             return;
         };
-        if first.will_wake(waker) {
-            return;
+        if !first.will_wake(waker) {
+            self.add_rest(dir, waker);
         }
+    }
+
+    /// The rare part of `add`: a second task waiting in the same direction.
+    #[cold]
+    #[inline(never)]
+    fn add_rest(&mut self, dir: Direction, waker: &Waker) {
         let rest = self.rest.get_or_insert_with(Default::default);
         if !rest.iter().any(|(d, w)| *d == dir && w.will_wake(waker)) {
             rest.push((dir, waker.clone()));
