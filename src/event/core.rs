@@ -517,6 +517,7 @@ impl BaseInner {
 
     /// Takes the next active event of the lowest-numbered non-empty queue, with its fired flags and its
     /// callback. `None` when that queue is empty.
+    #[inline]
     pub(crate) fn pop_active(&self, priority: usize) -> Option<Option<Run>> {
         let id = self.active.borrow_mut()[priority].pop_front()?;
         self.n_active.set(self.n_active.get() - 1);
