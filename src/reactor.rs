@@ -451,11 +451,18 @@ impl Source {
         self.poll_wait(dir, cx)
     }
 
+    /// Whether the last event for `dir` has not been cleared: an operation in that direction is worth
+    /// trying (`poll_ready` without the budget and without storing a waker).
+    #[inline]
+    pub(crate) fn is_ready(&self, dir: Direction) -> bool {
+        self.state.load(Ordering::Acquire) & dir.mask() != 0
+    }
+
     /// The not-ready half of `poll_ready`: stores the waker, then looks again. Out of line, so that
     /// the ready half (one load and the budget) inlines into every I/O operation without the register
     /// saves that the lock and the waker clone need.
     #[inline(never)]
-    fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+    pub(crate) fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         lock(&self.wakers).add(dir, cx.waker());
         // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
         // event can never slip between the first check and the store.
