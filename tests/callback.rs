@@ -656,6 +656,68 @@ fn output_in_more_chunks_than_one_write_takes_is_written_without_a_new_edge() {
     });
 }
 
+/// A buffer event works on descriptors that are not sockets, as libevent's does: over a pipe, its
+/// writes fall back to `write` and its reads to `read` (`recv`/`send` fail with `ENOTSOCK`), with
+/// every byte through in order, a write bigger than the pipe holds included, and EOF at the end.
+#[test]
+fn bufferevents_over_a_pipe_move_every_byte_and_see_eof() {
+    with_deadline(TEST_LIMIT, || {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(
+            unsafe { libc::pipe(fds.as_mut_ptr()) },
+            0,
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: both were just made by pipe and are owned by nobody else.
+        let (r, w) = unsafe {
+            use std::os::fd::{FromRawFd, OwnedFd};
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        };
+        let base = EventBase::new().unwrap();
+        let reader = BufferEvent::socket(&base, r, true).unwrap();
+        let writer = BufferEvent::socket(&base, w, true).unwrap();
+        // 1 MiB: more than a pipe holds (64 KiB on Linux, less elsewhere), so the writer meets a full
+        // pipe and waits for the reader.
+        let want: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        writer.output().append(&want);
+        writer.set_write_cb(|bev| bev.free()); // all written: closing the write end gives EOF
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let eof = Rc::new(Cell::new(false));
+        let g = got.clone();
+        reader.set_read_cb(move |bev| {
+            let mut input = bev.input();
+            for c in input.chunks() {
+                g.borrow_mut().extend_from_slice(c);
+            }
+            input.clear();
+        });
+        let e = eof.clone();
+        reader.set_event_cb(move |bev, what| {
+            assert!(
+                what.contains(BevFlags::EOF),
+                "unexpected event {what:?}: {:?}",
+                bev.take_error()
+            );
+            e.set(true);
+            bev.base().loopexit(None);
+        });
+        reader.enable(Flags::READ);
+        base.loopexit(Some(Duration::from_secs(10)));
+        base.dispatch();
+        assert!(eof.get(), "no EOF after the writer was freed");
+        let got = got.borrow();
+        assert!(
+            *got == want,
+            "the reader got {} of {} bytes",
+            got.len(),
+            want.len()
+        );
+        reader.free();
+    });
+}
+
 /// libevent's `bufferevent_enable(EV_READ)` after a disable resumes with what is already in the
 /// socket: data and the peer's EOF that arrived (their edges spent) while reading was disabled are
 /// delivered once reading is enabled again, from outside the loop and from a callback.

@@ -421,19 +421,15 @@ impl Buffer {
         let room = last.spare().min(max);
         let spare = last.data.spare_capacity_mut();
         let ptr = spare.as_mut_ptr().cast::<libc::c_void>();
-        let n = sys::retry(|| {
-            // `recv` takes the socket path, cheaper than `read`'s trip through the VFS; anything else
-            // that is not a socket gets `read`.
-            // SAFETY: `ptr` is writable, uninitialised memory of at least `room` bytes owned by
-            // `last.data`; recv writes at most `room` bytes into it.
-            match syscall(unsafe { sys::recv(fd, ptr, room, 0) }) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-                    // SAFETY: as for recv above.
-                    syscall(unsafe { libc::read(fd, ptr, room) })
-                }
-                res => res,
-            }
-        })? as usize;
+        // `recv` takes the socket path, cheaper than `read`'s trip through the VFS; anything else
+        // that is not a socket gets `read` (in `read_failed`, with EINTR's retry and the errors).
+        // SAFETY: `ptr` is writable, uninitialised memory of at least `room` bytes owned by
+        // `last.data`; recv writes at most `room` bytes into it.
+        let n = match syscall(unsafe { sys::recv(fd, ptr, room, 0) }) {
+            Ok(n) => n as usize,
+            // SAFETY: as above.
+            Err(e) => unsafe { read_failed(fd, ptr, room, e) }?,
+        };
         // SAFETY: read initialised the first `n` bytes of the spare capacity.
         unsafe { last.data.set_len(last.data.len() + n) };
         self.len += n;
@@ -497,21 +493,81 @@ impl Buffer {
         if len == 0 {
             return Ok((0, 0));
         }
-        let n = sys::retry(|| {
-            // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`.
-            // SAFETY: `ptr` points at `len` live bytes of the chunk, which is not modified during the
-            // call; send only reads them.
-            match syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-                    // SAFETY: as for send above.
-                    syscall(unsafe { libc::write(fd, ptr, len) })
-                }
-                res => res,
-            }
-        })? as usize;
+        // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`; non-sockets, EINTR and the errors in
+        // `send_failed`.
+        // SAFETY: `ptr` points at `len` live bytes of the chunk, which is not modified during the
+        // call; send only reads them.
+        let n = match syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
+            Ok(n) => n as usize,
+            // SAFETY: as above.
+            Err(e) => unsafe { send_failed(fd, ptr, len, e) }?,
+        };
         self.drain(n);
         Ok((n, len))
     }
+}
+
+/// `read_from_fd` after its `recv` failed with `e`: a descriptor that is not a socket is read with
+/// `read`; EINTR tries again; any other error is returned. Out of line, so that the common case saves
+/// no registers for it.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `room` bytes.
+#[cold]
+#[inline(never)]
+unsafe fn read_failed(
+    fd: RawFd,
+    ptr: *mut libc::c_void,
+    room: usize,
+    e: io::Error,
+) -> io::Result<usize> {
+    let mut first = Some(e);
+    sys::retry(|| {
+        let res = match first.take() {
+            Some(e) => Err(e),
+            // SAFETY: the caller's contract.
+            None => syscall(unsafe { sys::recv(fd, ptr, room, 0) }),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                // SAFETY: the caller's contract.
+                syscall(unsafe { libc::read(fd, ptr, room) })
+            }
+            res => res,
+        }
+    })
+    .map(|n| n as usize)
+}
+
+/// `write_front_to_fd` after its `send` failed with `e`: as `read_failed`, with `write` for a
+/// descriptor that is not a socket.
+///
+/// # Safety
+/// `ptr` must be valid for reads of `len` bytes.
+#[cold]
+#[inline(never)]
+unsafe fn send_failed(
+    fd: RawFd,
+    ptr: *const libc::c_void,
+    len: usize,
+    e: io::Error,
+) -> io::Result<usize> {
+    let mut first = Some(e);
+    sys::retry(|| {
+        let res = match first.take() {
+            Some(e) => Err(e),
+            // SAFETY: the caller's contract.
+            None => syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                // SAFETY: the caller's contract.
+                syscall(unsafe { libc::write(fd, ptr, len) })
+            }
+            res => res,
+        }
+    })
+    .map(|n| n as usize)
 }
 
 impl fmt::Debug for Buffer {
