@@ -411,11 +411,7 @@ impl Buffer {
             None => false,
         };
         if !fits {
-            // A read shorter than asked must mean "drained", so the whole `max` gets room.
-            if self.chunks.back().is_some_and(|c| c.len() == 0) {
-                self.chunks.pop_back();
-            }
-            self.chunks.push_back(Chunk::with_capacity(max.max(CHUNK)));
+            self.make_room(max);
         }
         let last = self.chunks.back_mut().expect("just ensured");
         let room = last.spare().min(max);
@@ -436,6 +432,18 @@ impl Buffer {
         Ok(n)
     }
 
+    /// `read_from_fd`'s new chunk when the last one has less than `max` free (out of line: a buffer
+    /// that is drained between reads keeps its chunk and never gets here).
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, max: usize) {
+        // A read shorter than asked must mean "drained", so the whole `max` gets room.
+        if self.chunks.back().is_some_and(|c| c.len() == 0) {
+            self.chunks.pop_back();
+        }
+        self.chunks.push_back(Chunk::with_capacity(max.max(CHUNK)));
+    }
+
     /// One `sendmsg` (or `writev`, for a non-socket) of the front chunks (at most `MAX_IOV` of them)
     /// to `fd`; drains what was written. Returns the count and how many bytes were offered: only a
     /// count below the offer proves the socket's buffer full (an offer cut at `MAX_IOV` chunks is not).
@@ -443,6 +451,13 @@ impl Buffer {
         if self.chunks.len() == 1 {
             return self.write_front_to_fd(fd);
         }
+        self.write_chunks_to_fd(fd)
+    }
+
+    /// `write_to_fd` of more than one chunk (or none), out of line: the common case of one chunk
+    /// then saves no registers for the iovec array and the message header.
+    #[inline(never)]
+    fn write_chunks_to_fd(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
         // Left uninitialised beyond `cnt`: zeroing all 64 entries (1 KiB) cost more than the rest of
         // this function when there is one chunk to send, the common case.
         let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
