@@ -16,7 +16,12 @@
 #          tables are printed and saved as http.md, BENCHMARKS.md's "HTTP" section is written by hand),
 #          --servers "mio tokio-ct ..." (default: every server that exists), --scenarios "pp64x50 ...",
 #          --unpinned "..." (servers run without taskset; default: the multi-threaded ones,
-#          "evloop-async-mt tokio-mt"; every other server is pinned to core 0, the client to core 1).
+#          "evloop-async-mt evloop-async-mt@base tokio-mt"; every other server is pinned to core 0,
+#          the client to core 1).
+# Before/after: BASE_EXAMPLES=DIR (the release examples of another build, e.g. an older commit built
+# in a worktree) adds the servers "evloop-async@base", "evloop-async-mt@base", "evloop-callback@base",
+# "evloop-callback-raw@base", run from DIR in the same alternation (and by --instructions); name them
+# in --servers.
 # Needs root (or sudo) only to apt-get install what is missing: libevent-dev, strace, linux-perf, gcc
 # (and wrk, valgrind with --http).
 set -euo pipefail
@@ -25,7 +30,7 @@ cd "$(dirname "$0")/.."
 QUICK=0 CHECK=0 INSTRUCTIONS=0 SCALE=0 WRITE="" MICRO=1 ECHO_SUITE=1 HTTP=0 INSTALL=1 REPS="" SECS="" ONLY_SERVERS="" ONLY_SCENARIOS=""
 # Multi-threaded servers are not pinned: pinned to one core, their second worker would only take turns
 # with the first. Unpinned, they share core 1 with the load generator (the report says so).
-UNPINNED="evloop-async-mt tokio-mt"
+UNPINNED="evloop-async-mt evloop-async-mt@base tokio-mt"
 COMMAND_LINE=$(echo "benches/run.sh $*" | sed "s/ *$//")
 while (($#)); do
     case $1 in
@@ -44,7 +49,7 @@ while (($#)); do
         --servers) ONLY_SERVERS=$2; shift ;;
         --scenarios) ONLY_SCENARIOS=$2; shift ;;
         --unpinned) UNPINNED=$2; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -138,6 +143,9 @@ server_cmd() { # the command line of a server, before --addr
         evloop-callback) echo "$TARGET/release/examples/echo_callback" ;;
         evloop-callback-raw) echo "$TARGET/release/examples/echo_callback_raw" ;;
         libevent) echo "$TARGET/release/libevent_echo" ;;
+        evloop-*@base)
+            [ -n "${BASE_EXAMPLES:-}" ] || { echo "run.sh: $1 needs BASE_EXAMPLES=DIR (see --help)" >&2; exit 2; }
+            server_cmd "${1%@base}" | sed "s#^$TARGET/release/examples#$BASE_EXAMPLES#" ;;
         *) echo "$ECHO server $1" ;;
     esac
 }
