@@ -418,13 +418,18 @@ impl Buffer {
         let spare = last.data.spare_capacity_mut();
         let ptr = spare.as_mut_ptr().cast::<libc::c_void>();
         // `recv` takes the socket path, cheaper than `read`'s trip through the VFS; anything else
-        // that is not a socket gets `read` (in `read_failed`, with EINTR's retry and the errors).
+        // that is not a socket gets `read` (in `transfer_failed`, with EINTR's retry and the errors).
         // SAFETY: `ptr` is writable, uninitialised memory of at least `room` bytes owned by
         // `last.data`; recv writes at most `room` bytes into it.
         let n = match syscall(unsafe { sys::recv(fd, ptr, room, 0) }) {
             Ok(n) => n as usize,
-            // SAFETY: as above.
-            Err(e) => unsafe { read_failed(fd, ptr, room, e) }?,
+            Err(e) => transfer_failed(
+                e,
+                // SAFETY: as above.
+                || unsafe { sys::recv(fd, ptr, room, 0) },
+                // SAFETY: as above; read writes at most `room` bytes.
+                || unsafe { libc::read(fd, ptr, room) },
+            )?,
         };
         // SAFETY: read initialised the first `n` bytes of the spare capacity.
         unsafe { last.data.set_len(last.data.len() + n) };
@@ -508,77 +513,43 @@ impl Buffer {
         if len == 0 {
             return Ok((0, 0));
         }
-        // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`; non-sockets, EINTR and the errors in
-        // `send_failed`.
+        // The no-SIGPIPE flag, as for sendmsg in `write_to_fd`; non-sockets (`write`), EINTR and the
+        // errors in `transfer_failed`.
         // SAFETY: `ptr` points at `len` live bytes of the chunk, which is not modified during the
         // call; send only reads them.
         let n = match syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }) {
             Ok(n) => n as usize,
-            // SAFETY: as above.
-            Err(e) => unsafe { send_failed(fd, ptr, len, e) }?,
+            Err(e) => transfer_failed(
+                e,
+                // SAFETY: as above.
+                || unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) },
+                // SAFETY: as above; write only reads the `len` bytes.
+                || unsafe { libc::write(fd, ptr, len) },
+            )?,
         };
         self.drain(n);
         Ok((n, len))
     }
 }
 
-/// `read_from_fd` after its `recv` failed with `e`: a descriptor that is not a socket is read with
-/// `read`; EINTR tries again; any other error is returned. Out of line, so that the common case saves
-/// no registers for it.
-///
-/// # Safety
-/// `ptr` must be valid for writes of `room` bytes.
+/// A buffer's `recv` or `send` (`socket_call`) failed with `e`: a descriptor that is not a socket
+/// gets `fallback` (`read` or `write`) instead; EINTR tries again; any other error is returned. Out of
+/// line, so that the common case saves no registers for it. Both calls return what the C call does.
 #[cold]
 #[inline(never)]
-unsafe fn read_failed(
-    fd: RawFd,
-    ptr: *mut libc::c_void,
-    room: usize,
+fn transfer_failed(
     e: io::Error,
+    mut socket_call: impl FnMut() -> isize,
+    mut fallback: impl FnMut() -> isize,
 ) -> io::Result<usize> {
     let mut first = Some(e);
     sys::retry(|| {
         let res = match first.take() {
             Some(e) => Err(e),
-            // SAFETY: the caller's contract.
-            None => syscall(unsafe { sys::recv(fd, ptr, room, 0) }),
+            None => syscall(socket_call()),
         };
         match res {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-                // SAFETY: the caller's contract.
-                syscall(unsafe { libc::read(fd, ptr, room) })
-            }
-            res => res,
-        }
-    })
-    .map(|n| n as usize)
-}
-
-/// `write_front_to_fd` after its `send` failed with `e`: as `read_failed`, with `write` for a
-/// descriptor that is not a socket.
-///
-/// # Safety
-/// `ptr` must be valid for reads of `len` bytes.
-#[cold]
-#[inline(never)]
-unsafe fn send_failed(
-    fd: RawFd,
-    ptr: *const libc::c_void,
-    len: usize,
-    e: io::Error,
-) -> io::Result<usize> {
-    let mut first = Some(e);
-    sys::retry(|| {
-        let res = match first.take() {
-            Some(e) => Err(e),
-            // SAFETY: the caller's contract.
-            None => syscall(unsafe { sys::send(fd, ptr, len, crate::net::socket::SEND_FLAGS) }),
-        };
-        match res {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-                // SAFETY: the caller's contract.
-                syscall(unsafe { libc::write(fd, ptr, len) })
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => syscall(fallback()),
             res => res,
         }
     })
