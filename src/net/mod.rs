@@ -51,13 +51,7 @@ macro_rules! stream_impls {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                let source = self.inner.source();
-                // A drained socket (every round trip's second read) goes straight to storing the
-                // waker, without the frame of `poll_read`, which it would not use.
-                if !source.is_ready(crate::reactor::Direction::Read) {
-                    std::task::ready!(source.poll_wait(crate::reactor::Direction::Read, cx));
-                }
-                crate::net::socket::poll_read(source, cx, buf)
+                crate::net::socket::poll_read(self.inner.source(), cx, buf)
             }
         }
 

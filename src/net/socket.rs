@@ -224,7 +224,27 @@ fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
 
 /// Reads from a registered stream socket: one `recv` when the socket is ready; a short read clears the
 /// readiness (the socket is drained), so a round trip costs no extra `EAGAIN` read.
+///
+/// Inlined into the caller: a drained socket (the second read of every round trip, after the one
+/// that got the data) goes straight to storing the waker, without the frame of `poll_read_ready`,
+/// which it would not use.
+#[inline]
 pub(crate) fn poll_read(
+    source: &Source,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    if !source.is_ready(Direction::Read) {
+        std::task::ready!(source.poll_wait(Direction::Read, cx));
+    }
+    poll_read_ready(source, cx, buf)
+}
+
+/// `poll_read` once the socket may be ready: the transfer itself (and the wait again if it finds the
+/// socket drained after all). Out of line: inlined into every caller's future it costs more than
+/// the call (measured).
+#[inline(never)]
+fn poll_read_ready(
     source: &Source,
     cx: &mut Context<'_>,
     buf: &mut [u8],
@@ -234,13 +254,17 @@ pub(crate) fn poll_read(
 }
 
 /// `poll_read` into memory that need not be initialized (hyper's read buffer): the kernel only writes
-/// it, so nothing has to be zeroed first.
+/// it, so nothing has to be zeroed first. A drained socket goes straight to storing the waker, as in
+/// `poll_read`.
 #[cfg(feature = "hyper")]
 pub(crate) fn poll_read_uninit(
     source: &Source,
     cx: &mut Context<'_>,
     buf: &mut [mem::MaybeUninit<u8>],
 ) -> Poll<io::Result<usize>> {
+    if !source.is_ready(Direction::Read) {
+        std::task::ready!(source.poll_wait(Direction::Read, cx));
+    }
     let fd = source.fd;
     source.poll_stream_io(Direction::Read, cx, buf.len(), || {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `recv` writes it and never reads it,
