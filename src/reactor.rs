@@ -451,18 +451,23 @@ impl Source {
         self.poll_wait(dir, cx)
     }
 
-    /// Whether the last event for `dir` has not been cleared: an operation in that direction is worth
-    /// trying (`poll_ready` without the budget and without storing a waker).
+    /// `Ready` unless the last event for `dir` has been cleared (the fd drained): then stores the waker
+    /// (`poll_wait`) without anything else. For a caller that would otherwise enter the frame of a
+    /// transfer only to find it cannot make one: the second read of every round trip finds the socket
+    /// drained. Spends no budget; the transfer's own `poll_ready` does that.
     #[inline]
-    pub(crate) fn is_ready(&self, dir: Direction) -> bool {
-        self.state.load(Ordering::Acquire) & dir.mask() != 0
+    pub(crate) fn poll_not_drained(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.load(Ordering::Acquire) & dir.mask() == 0 {
+            std::task::ready!(self.poll_wait(dir, cx));
+        }
+        Poll::Ready(())
     }
 
     /// The not-ready half of `poll_ready`: stores the waker, then looks again. Out of line, so that
     /// the ready half (one load and the budget) inlines into every I/O operation without the register
     /// saves that the lock and the waker clone need.
     #[inline(never)]
-    pub(crate) fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+    fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         lock(&self.wakers).add(dir, cx.waker());
         // The reactor sets the state before it takes the wakers: re-checking after storing ours means an
         // event can never slip between the first check and the store.

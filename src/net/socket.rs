@@ -234,9 +234,7 @@ pub(crate) fn poll_read(
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
-    if !source.is_ready(Direction::Read) {
-        std::task::ready!(source.poll_wait(Direction::Read, cx));
-    }
+    std::task::ready!(source.poll_not_drained(Direction::Read, cx));
     poll_read_ready(source, cx, buf)
 }
 
@@ -262,9 +260,7 @@ pub(crate) fn poll_read_uninit(
     cx: &mut Context<'_>,
     buf: &mut [mem::MaybeUninit<u8>],
 ) -> Poll<io::Result<usize>> {
-    if !source.is_ready(Direction::Read) {
-        std::task::ready!(source.poll_wait(Direction::Read, cx));
-    }
+    std::task::ready!(source.poll_not_drained(Direction::Read, cx));
     let fd = source.fd;
     source.poll_stream_io(Direction::Read, cx, buf.len(), || {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `recv` writes it and never reads it,
