@@ -137,18 +137,30 @@ for step in "${STEPS[@]}"; do
         clean tasks_and_timers
         for server in "echo_async" "echo_async --threads 2" "echo_callback"; do
             name=$(echo "$server" | tr -d ' -')
-            port=$((17000 + RANDOM % 20000))
-            echo "== valgrind: $server on 127.0.0.1:$port, loaded by echo_client (also under valgrind)"
+            # Port 0: the kernel picks a free port and the server prints it ("... listening on ADDR").
+            # A port picked here could be taken meanwhile (by a connection's ephemeral port).
+            echo "== valgrind: $server, loaded by echo_client (also under valgrind)"
+            out=$logs/$name.out
+            : >"$out"
             # exec: $! is valgrind itself, so the kill below reaches it.
             # shellcheck disable=SC2086
             (exec valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite \
-                --log-file=$logs/$name.log $ex/$server --addr 127.0.0.1:$port >/dev/null) &
+                --log-file=$logs/$name.log $ex/$server --addr 127.0.0.1:0 >"$out") &
             pid=$!
-            for _ in $(seq 200); do
-                (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+            addr=""
+            for _ in $(seq 300); do
+                addr=$(sed -n 's/.* listening on //p' "$out")
+                [ -n "$addr" ] && break
+                kill -0 $pid 2>/dev/null || break
                 sleep 0.1
             done
-            vg ${name}_client $ex/echo_client --addr 127.0.0.1:$port --conns 20 --msgs 200 --size 512
+            [ -n "$addr" ] || {
+                echo "$server did not start under valgrind:"
+                cat "$out" $logs/$name.log
+                exit 1
+            }
+            echo "   listening on $addr"
+            vg ${name}_client $ex/echo_client --addr "$addr" --conns 20 --msgs 200 --size 512
             # The servers run until killed: SIGTERM ends them without destructors, so their leak report
             # is not meaningful (leaks count only as errors when "definitely lost"), but every invalid
             # read, write or free made while serving is.
