@@ -907,3 +907,55 @@ fn many_waiting_level_events_lose_no_byte_and_keep_firing_at_eof() {
         );
     });
 }
+
+#[test]
+fn a_read_callback_that_replaces_itself_hands_over_to_the_new_one() {
+    with_deadline(TEST_LIMIT, || {
+        let base = EventBase::new().unwrap();
+        let (a, mut b) = pair();
+        let bev = BufferEvent::socket(&base, std::os::fd::OwnedFd::from(a), true).unwrap();
+        // The first callback owns `first_state`; once replaced (from inside itself) it must be dropped
+        // when it returns, not put back, and the second one must see everything sent afterwards.
+        let first_state = Rc::new(());
+        let watch = Rc::downgrade(&first_state);
+        let second_got = Rc::new(RefCell::new(Vec::new()));
+        let calls = Rc::new(Cell::new(0));
+        let (got, n) = (second_got.clone(), calls.clone());
+        bev.set_read_cb(move |bev| {
+            let _keep = &first_state;
+            n.set(n.get() + 1);
+            bev.input().clear();
+            let got = got.clone();
+            bev.set_read_cb(move |bev| {
+                let mut input = bev.input();
+                for c in input.chunks() {
+                    got.borrow_mut().extend_from_slice(c);
+                }
+                input.clear();
+                if got.borrow().len() >= 5 {
+                    bev.base().loopexit(None);
+                }
+            });
+        });
+        bev.enable(Flags::READ);
+        b.write_all(b"first").unwrap();
+        // A round may run only the buffer event's enabling kick; the read comes within a few.
+        for _ in 0..100 {
+            if calls.get() > 0 {
+                break;
+            }
+            base.loop_once(true);
+        }
+        assert_eq!(calls.get(), 1, "the first callback ran once");
+        assert!(
+            watch.upgrade().is_none(),
+            "the replaced callback (and what it owned) was kept"
+        );
+        b.write_all(b"later").unwrap();
+        base.loopexit(Some(Duration::from_secs(10)));
+        base.dispatch();
+        assert_eq!(calls.get(), 1, "the replaced callback ran again");
+        assert_eq!(&*second_got.borrow(), b"later");
+        bev.free();
+    });
+}

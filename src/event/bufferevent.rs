@@ -106,9 +106,10 @@ struct Inner {
     io_waker: Waker,
     input: RefCell<Buffer>,
     output: RefCell<Buffer>,
-    read_cb: RefCell<Option<DataCb>>,
-    write_cb: RefCell<Option<DataCb>>,
-    event_cb: RefCell<Option<EventCb>>,
+    /// The callbacks, each taken out of its cell while it runs (so it may replace itself).
+    read_cb: Cell<Option<DataCb>>,
+    write_cb: Cell<Option<DataCb>>,
+    event_cb: Cell<Option<EventCb>>,
     enabled: Cell<Flags>,
     /// Read low and high watermarks (0: none).
     read_wm: Cell<(usize, usize)>,
@@ -221,9 +222,9 @@ impl BufferEvent {
             io_waker: TokenWaker::waker(&shared, Token::Slot(id, Flags::READ | Flags::WRITE)),
             input: RefCell::new(Buffer::new()),
             output: RefCell::new(Buffer::new()),
-            read_cb: RefCell::new(None),
-            write_cb: RefCell::new(None),
-            event_cb: RefCell::new(None),
+            read_cb: Cell::new(None),
+            write_cb: Cell::new(None),
+            event_cb: Cell::new(None),
             enabled: Cell::new(Flags::WRITE),
             read_wm: Cell::new((0, 0)),
             write_low: Cell::new(0),
@@ -251,17 +252,17 @@ impl BufferEvent {
 
     /// Sets the read callback: called when input holds at least the read low watermark.
     pub fn set_read_cb(&self, cb: impl FnMut(&BufferEvent) + 'static) {
-        *self.0.read_cb.borrow_mut() = Some(Box::new(cb));
+        drop(self.0.read_cb.replace(Some(Box::new(cb))));
     }
 
     /// Sets the write callback: called when a write leaves at most the write low watermark in output.
     pub fn set_write_cb(&self, cb: impl FnMut(&BufferEvent) + 'static) {
-        *self.0.write_cb.borrow_mut() = Some(Box::new(cb));
+        drop(self.0.write_cb.replace(Some(Box::new(cb))));
     }
 
     /// Sets the event callback: EOF, errors and timeouts, with `READING` or `WRITING`.
     pub fn set_event_cb(&self, cb: impl FnMut(&BufferEvent, BevFlags) + 'static) {
-        *self.0.event_cb.borrow_mut() = Some(Box::new(cb));
+        drop(self.0.event_cb.replace(Some(Box::new(cb))));
     }
 
     /// The input buffer (what was read).

@@ -3,7 +3,7 @@
 //! whatever output is waiting; a write the socket cut short waits for write readiness (one cut at
 //! `MAX_IOV` chunks runs again at once).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 use std::task::{Context, Poll};
 
@@ -180,8 +180,8 @@ impl Inner {
     }
 
     /// Runs a read or write callback, taken out of its cell while it runs.
-    fn call_data_cb(&self, bev: &BufferEvent, cell: &RefCell<Option<DataCb>>) {
-        let Some(mut cb) = cell.borrow_mut().take() else {
+    fn call_data_cb(&self, bev: &BufferEvent, cell: &Cell<Option<DataCb>>) {
+        let Some(mut cb) = cell.take() else {
             return;
         };
         self.in_cb.set(true);
@@ -191,7 +191,7 @@ impl Inner {
     }
 
     fn call_event_cb(&self, bev: &BufferEvent, what: BevFlags) {
-        let Some(mut cb) = self.event_cb.borrow_mut().take() else {
+        let Some(mut cb) = self.event_cb.take() else {
             return;
         };
         self.in_cb.set(true);
@@ -201,17 +201,18 @@ impl Inner {
     }
 
     /// Puts a callback back unless it was replaced or the buffer event freed meanwhile.
-    fn restore<T>(&self, cell: &RefCell<Option<T>>, cb: T) {
-        let leftover = {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() && !self.freed.get() {
-                *slot = Some(cb);
-                None
-            } else {
-                Some(cb)
+    fn restore<T>(&self, cell: &Cell<Option<T>>, cb: T) {
+        if self.freed.get() {
+            drop(cb);
+            return;
+        }
+        match cell.take() {
+            None => cell.set(Some(cb)),
+            newer => {
+                cell.set(newer);
+                drop(cb);
             }
-        };
-        drop(leftover);
+        }
     }
 
     /// The token the base's timers fire for this buffer event (it then checks which timer it was).
@@ -298,9 +299,9 @@ impl Inner {
         }
         self.close();
         let cbs = (
-            self.read_cb.borrow_mut().take(),
-            self.write_cb.borrow_mut().take(),
-            self.event_cb.borrow_mut().take(),
+            self.read_cb.take(),
+            self.write_cb.take(),
+            self.event_cb.take(),
         );
         drop(cbs);
     }
