@@ -24,6 +24,15 @@ fn pair() -> (UnixStream, UnixStream) {
 
 const MS: Duration = Duration::from_millis(1);
 
+/// Moves everything in the buffer event's input to the end of `into`.
+fn drain_input_into(bev: &BufferEvent, into: &RefCell<Vec<u8>>) {
+    let mut input = bev.input();
+    for c in input.chunks() {
+        into.borrow_mut().extend_from_slice(c);
+    }
+    input.clear();
+}
+
 #[test]
 fn one_shot_fires_once_persist_keeps_firing() {
     with_deadline(TEST_LIMIT, || {
@@ -686,13 +695,7 @@ fn bufferevents_over_a_pipe_move_every_byte_and_see_eof() {
         let got = Rc::new(RefCell::new(Vec::new()));
         let eof = Rc::new(Cell::new(false));
         let g = got.clone();
-        reader.set_read_cb(move |bev| {
-            let mut input = bev.input();
-            for c in input.chunks() {
-                g.borrow_mut().extend_from_slice(c);
-            }
-            input.clear();
-        });
+        reader.set_read_cb(move |bev| drain_input_into(bev, &g));
         let e = eof.clone();
         reader.set_event_cb(move |bev, what| {
             assert!(
@@ -927,11 +930,7 @@ fn a_read_callback_that_replaces_itself_hands_over_to_the_new_one() {
             bev.input().clear();
             let got = got.clone();
             bev.set_read_cb(move |bev| {
-                let mut input = bev.input();
-                for c in input.chunks() {
-                    got.borrow_mut().extend_from_slice(c);
-                }
-                input.clear();
+                drain_input_into(bev, &got);
                 if got.borrow().len() >= 5 {
                     bev.base().loopexit(None);
                 }
