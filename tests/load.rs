@@ -141,7 +141,11 @@ fn run_clients(
         }
         if start.elapsed() > Duration::from_secs(900) {
             let _ = child.kill();
-            panic!("the client process did not finish within 900 s");
+            panic!(
+                "the client process did not finish within 900 s (if `nstat -az TcpExtTCPMemoryPressures` \
+                 counts up, the kernel ran short of TCP memory, net.ipv4.tcp_mem: see RELIABILITY.md, \
+                 finding 6)"
+            );
         }
         peak = peak.max(vm_rss_kib());
         std::thread::sleep(Duration::from_millis(20));
